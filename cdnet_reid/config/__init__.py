@@ -1,0 +1,12 @@
+"""Configuration: the default tree, ``get_cfg()`` and a ``CfgNode`` with ``_BASE_`` inheritance."""
+
+from .config import CfgNode, ConfigError
+
+
+def get_cfg() -> CfgNode:
+    """A fresh copy of the default config tree (see ``defaults.py`` for every key)."""
+    from .defaults import _C
+    return _C.clone()
+
+
+__all__ = ["CfgNode", "ConfigError", "get_cfg"]

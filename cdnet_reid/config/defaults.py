@@ -1,0 +1,182 @@
+"""The single default config tree. Every key is documented where it is defined.
+
+Units are in the key names or comments: ``*_EPOCH(S)`` count epochs, ``*_ITERS`` count iterations.
+Pixel statistics are in 0-255 units (normalisation happens inside the model, fast-reid convention).
+"""
+
+from .config import CfgNode as CN
+
+_C = CN()
+# Bumped when keys are renamed, so old YAML files can be upgraded.
+_C.VERSION = 1
+
+# ---------------------------------------------------------------------------------------------- #
+# Model
+# ---------------------------------------------------------------------------------------------- #
+_C.MODEL = CN()
+# "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+_C.MODEL.DEVICE = "auto"
+# Name in META_ARCH_REGISTRY.
+_C.MODEL.META_ARCHITECTURE = "Baseline"
+# Checkpoint whose weights are loaded (weights only; shape mismatches are skipped and reported).
+# Ignored by --resume, which restores the last checkpoint of OUTPUT_DIR instead.
+_C.MODEL.WEIGHTS = ""
+# Per-channel RGB mean/std in 0-255 units (ImageNet statistics by default).
+_C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+_C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+
+_C.MODEL.BACKBONE = CN()
+# Name in BACKBONE_REGISTRY.
+_C.MODEL.BACKBONE.NAME = "MobileNetV2"
+# Width multiplier (backbones that support it).
+_C.MODEL.BACKBONE.WIDTH_MULT = 1.0
+
+_C.MODEL.HEADS = CN()
+# Name in HEAD_REGISTRY.
+_C.MODEL.HEADS.NAME = "BLNeck"
+# Number of training classes. 0 = filled in from the training set when training starts.
+_C.MODEL.HEADS.NUM_CLASSES = 0
+# Hidden layers of the classification branch: Linear -> BN1d -> ReLU per entry.
+_C.MODEL.HEADS.FC_DIMS = [512]
+# Dropout probability on the pooled features (0 disables it).
+_C.MODEL.HEADS.DROPOUT = 0.0
+# Classification mode: eval returns class scores instead of the re-ID embedding.
+_C.MODEL.HEADS.CLASSIFICATION = False
+
+_C.MODEL.LOSSES = CN()
+# Loss terms applied to every (logits, feature) branch the head returns; the total is their sum.
+_C.MODEL.LOSSES.NAMES = ("CrossEntropyLoss", "TripletLoss")
+_C.MODEL.LOSSES.CE = CN()
+# Label-smoothing epsilon (0 = plain cross-entropy).
+_C.MODEL.LOSSES.CE.EPSILON = 0.0
+_C.MODEL.LOSSES.CE.SCALE = 1.0
+_C.MODEL.LOSSES.TRI = CN()
+_C.MODEL.LOSSES.TRI.MARGIN = 0.3
+# L2-normalise the features before the triplet distance (the paper does not).
+_C.MODEL.LOSSES.TRI.NORM_FEAT = False
+_C.MODEL.LOSSES.TRI.SCALE = 1.0
+
+# ---------------------------------------------------------------------------------------------- #
+# Input pipeline
+# ---------------------------------------------------------------------------------------------- #
+_C.INPUT = CN()
+# [H, W] of training and test images.
+_C.INPUT.SIZE_TRAIN = [256, 128]
+_C.INPUT.SIZE_TEST = [256, 128]
+_C.INPUT.FLIP = CN()
+_C.INPUT.FLIP.ENABLED = True
+_C.INPUT.FLIP.PROB = 0.5
+# Zero padding on every side followed by a random crop back to SIZE_TRAIN.
+_C.INPUT.PADDING = CN()
+_C.INPUT.PADDING.ENABLED = True
+_C.INPUT.PADDING.SIZE = 10
+# Random erasing (Zhong et al.): area 2%-40% of the image, aspect 0.3-3.33, filled with PIXEL_MEAN.
+# Off for the paper's configs: the original implementation never erased anything.
+_C.INPUT.REA = CN()
+_C.INPUT.REA.ENABLED = False
+_C.INPUT.REA.PROB = 0.5
+
+# ---------------------------------------------------------------------------------------------- #
+# Datasets and loaders
+# ---------------------------------------------------------------------------------------------- #
+_C.DATASETS = CN()
+# Training datasets (names in DATASET_REGISTRY); several are concatenated with namespaced pids.
+_C.DATASETS.NAMES = ("SyntheticReID",)
+# Test datasets; each is evaluated separately.
+_C.DATASETS.TESTS = ("SyntheticReID",)
+# Folder holding the datasets. "" = $CDNET_DATASETS if set, else "datasets" (resolved at setup).
+_C.DATASETS.ROOT = ""
+
+_C.DATALOADER = CN()
+# "IdentitySampler" (P x K batches) or "TrainingSampler" (plain shuffling).
+_C.DATALOADER.SAMPLER_TRAIN = "IdentitySampler"
+# K: images per identity in a P x K batch.
+_C.DATALOADER.NUM_INSTANCE = 4
+# Loader worker processes per rank (training and test).
+_C.DATALOADER.NUM_WORKERS = 4
+
+# ---------------------------------------------------------------------------------------------- #
+# Solver
+# ---------------------------------------------------------------------------------------------- #
+_C.SOLVER = CN()
+# "SGD", "Adam" or "AdamW".
+_C.SOLVER.OPT = "SGD"
+_C.SOLVER.MAX_EPOCH = 350
+# Total batch over all ranks.
+_C.SOLVER.IMS_PER_BATCH = 64
+# Iterations per epoch. 0 = number of training images // IMS_PER_BATCH.
+_C.SOLVER.ITERS_PER_EPOCH = 0
+_C.SOLVER.BASE_LR = 0.065
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = False
+_C.SOLVER.WEIGHT_DECAY = 5e-4
+# Weight decay of normalisation-layer parameters and of biases; None = same as WEIGHT_DECAY
+# (the paper decays everything).
+_C.SOLVER.WEIGHT_DECAY_NORM = None
+_C.SOLVER.WEIGHT_DECAY_BIAS = None
+_C.SOLVER.BIAS_LR_FACTOR = 1.0
+
+# LR schedule, a function of the iteration (stepped every iteration):
+#   "MultiStep":   LR_LIST[k] (or BASE_LR * GAMMA**k when LR_LIST is empty), where k is the number
+#                  of MILESTONES reached; milestones are absolute 1-based epochs, so with
+#                  MILESTONES [150] epochs 1..149 use LR_LIST[0] and epoch 150 onward LR_LIST[1].
+#   "Cosine":      BASE_LR -> ETA_MIN_LR along a half cosine over MAX_EPOCH.
+#   "Exponential": BASE_LR * GAMMA**E during 1-based epoch E (the ImageNet recipe: 0.1 * 0.97**E).
+_C.SOLVER.SCHED = "MultiStep"
+_C.SOLVER.MILESTONES = [150, 225, 300]
+_C.SOLVER.LR_LIST = [0.065, 0.0065, 0.00065, 0.000065]
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.ETA_MIN_LR = 1e-4
+# Warm-up overlaps the start of the schedule (milestones are not shifted).
+# "linear": factor ramps from WARMUP_FACTOR to 1 over WARMUP_ITERS; "constant": stays WARMUP_FACTOR.
+_C.SOLVER.WARMUP_ITERS = 0
+_C.SOLVER.WARMUP_FACTOR = 0.1
+_C.SOLVER.WARMUP_METHOD = "linear"
+
+# Save a checkpoint every CHECKPOINT_PERIOD epochs (and always at the end).
+_C.SOLVER.CHECKPOINT_PERIOD = 20
+# Keep at most this many periodic checkpoints (0 = keep all).
+_C.SOLVER.MAX_TO_KEEP = 0
+
+# Mixed precision through torch.amp: fp16 + GradScaler on CUDA, bf16 on CPU.
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+# "norm" (clip the global norm) or "value" (clip each gradient element).
+_C.SOLVER.CLIP_GRADIENTS.TYPE = "norm"
+_C.SOLVER.CLIP_GRADIENTS.VALUE = 5.0
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+
+# ---------------------------------------------------------------------------------------------- #
+# Test
+# ---------------------------------------------------------------------------------------------- #
+_C.TEST = CN()
+# Evaluate every EVAL_PERIOD epochs and at the end; 0 = only at the end.
+_C.TEST.EVAL_PERIOD = 20
+# Total test batch over all ranks.
+_C.TEST.IMS_PER_BATCH = 128
+# "cosine" or "euclidean" (squared); with FEAT_NORM both give the same ranking.
+_C.TEST.METRIC = "cosine"
+# L2-normalise the embeddings before computing distances.
+_C.TEST.FEAT_NORM = True
+# Average the embeddings of each image and its horizontal mirror.
+_C.TEST.FLIP = CN()
+_C.TEST.FLIP.ENABLED = False
+# Largest rank of the CMC curve.
+_C.TEST.MAX_RANK = 50
+# Metric the best checkpoint ("model_best") is selected on; "" disables best tracking.
+_C.TEST.BEST_METRIC = "mAP"
+
+# ---------------------------------------------------------------------------------------------- #
+# Misc
+# ---------------------------------------------------------------------------------------------- #
+_C.OUTPUT_DIR = "logs/default"
+# Random seed of Python, NumPy, torch and the samplers; < 0 draws one (it is logged and saved).
+_C.SEED = -1
+# Deterministic algorithms (torch.use_deterministic_algorithms) for bit-reproducible runs.
+_C.DETERMINISTIC = False
+_C.CUDNN_BENCHMARK = False
+# Console/metrics-file period in iterations.
+_C.LOG_PERIOD = 20

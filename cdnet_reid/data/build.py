@@ -1,0 +1,101 @@
+"""Data loaders for training (infinite, P x K or shuffled) and testing (query then gallery)."""
+
+import logging
+import os
+from typing import NamedTuple
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader
+
+from ..utils import comm
+from .common import ImageDataset, SeededSampler, concat_train_items
+from .datasets import DATASET_REGISTRY
+from .samplers import IdentitySampler, InferenceSampler, TrainingSampler
+from .transforms import build_transforms
+
+logger = logging.getLogger(__name__)
+
+ENV_DATA_ROOT = "CDNET_DATASETS"
+
+
+def resolve_data_root(cfg) -> str:
+    """``DATASETS.ROOT``, else ``$CDNET_DATASETS``, else ``datasets`` (relative to the cwd)."""
+    return cfg.DATASETS.ROOT or os.environ.get(ENV_DATA_ROOT, "") or "datasets"
+
+
+def build_dataset(cfg, name: str):
+    """The registered dataset ``name`` under the configured data root."""
+    from ..modeling.registry import lookup
+
+    cls = lookup(DATASET_REGISTRY, name, "DATASETS.NAMES/TESTS entry")
+    return cls(root=resolve_data_root(cfg))
+
+
+def _loader_kwargs(cfg) -> dict:
+    workers = cfg.DATALOADER.NUM_WORKERS
+    # A private generator: creating a loader iterator must not consume the global torch RNG
+    # (augmentations are seeded per sample anyway, see SeededSampler), or resuming would shift
+    # the dropout masks of the training step.
+    return dict(num_workers=workers, pin_memory=torch.cuda.is_available(),
+                persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+
+
+def build_reid_train_set(cfg) -> ImageDataset:
+    """The training items of every ``DATASETS.NAMES`` dataset (pids namespaced), transformed."""
+    splits = []
+    for name in cfg.DATASETS.NAMES:
+        ds = build_dataset(cfg, name)
+        if comm.is_main_process():
+            ds.log_summary()
+        splits.append((name, ds.train))
+    items = concat_train_items(splits)
+    if not items:
+        raise ValueError(f"the training sets {list(cfg.DATASETS.NAMES)} contain no images")
+    return ImageDataset(items, build_transforms(cfg, is_train=True))
+
+
+def build_train_sampler(cfg, dataset: ImageDataset):
+    """The index sampler named by ``DATALOADER.SAMPLER_TRAIN`` (infinite)."""
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    if name == "IdentitySampler":
+        return IdentitySampler(dataset.pids, cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE, seed)
+    if name == "TrainingSampler":
+        return TrainingSampler(len(dataset), shuffle=True, seed=seed)
+    raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be 'IdentitySampler' or 'TrainingSampler', got {name!r}")
+
+
+def build_reid_train_loader(cfg) -> DataLoader:
+    """Infinite training loader; ``loader.dataset.num_classes`` gives the number of identities.
+
+    Batches hold ``IMS_PER_BATCH // world_size`` images per rank. Its sampler is a
+    :class:`SeededSampler` (``loader.batch_sampler.sampler``) whose ``set_start`` resumes the stream.
+    """
+    world = comm.get_world_size()
+    if cfg.SOLVER.IMS_PER_BATCH % world:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
+                         f"number of processes ({world})")
+    dataset = build_reid_train_set(cfg)
+    sampler = build_train_sampler(cfg, dataset)
+    seeded = SeededSampler(sampler, seed=sampler.seed, rank=comm.get_rank())
+    batch_sampler = BatchSampler(seeded, cfg.SOLVER.IMS_PER_BATCH // world, drop_last=True)
+    return DataLoader(dataset, batch_sampler=batch_sampler, **_loader_kwargs(cfg))
+
+
+class TestLoader(NamedTuple):
+    loader: DataLoader
+    num_query: int
+
+
+def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:
+    """Loader over ``query + gallery`` of ``dataset_name`` (in that order), sharded over ranks."""
+    ds = build_dataset(cfg, dataset_name)
+    if comm.is_main_process():
+        ds.log_summary()
+    dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False))
+    world = comm.get_world_size()
+    batch = max(1, cfg.TEST.IMS_PER_BATCH // world)
+    batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch, drop_last=False)
+    kwargs = _loader_kwargs(cfg)
+    kwargs["persistent_workers"] = False
+    return TestLoader(DataLoader(dataset, batch_sampler=batch_sampler, **kwargs), len(ds.query))

@@ -1,0 +1,53 @@
+"""Base class of every re-ID dataset: three lists of ``(img_path, pid, camid)``."""
+
+import logging
+from typing import List, Sequence, Tuple
+
+from tabulate import tabulate
+
+logger = logging.getLogger(__name__)
+
+Item = Tuple[str, int, int]
+
+
+def relabel_pids(items: Sequence[Item]) -> List[Item]:
+    """Map the pids of ``items`` onto 0..N-1 in **sorted** pid order (platform independent)."""
+    pid2label = {pid: label for label, pid in enumerate(sorted({pid for _, pid, _ in items}))}
+    return [(path, pid2label[pid], camid) for path, pid, camid in items]
+
+
+class ReidDataset:
+    """A re-ID dataset split into ``train``, ``query`` and ``gallery``.
+
+    Subclasses parse their files and call ``super().__init__(train, query, gallery)``. Training
+    pids are relabelled to 0..N-1 in sorted order; query and gallery keep their raw pids (only
+    equality matters for evaluation). Camera ids are 0-based integers.
+    """
+
+    def __init__(self, train: Sequence[Item], query: Sequence[Item], gallery: Sequence[Item],
+                 *, relabel: bool = True, name: str = ""):
+        self.name = name or type(self).__name__
+        self.train = relabel_pids(train) if relabel else list(train)
+        self.query = list(query)
+        self.gallery = list(gallery)
+
+    @staticmethod
+    def stats(items: Sequence[Item]) -> Tuple[int, int, int]:
+        """(number of ids, number of images, number of cameras) of a split."""
+        return (len({p for _, p, _ in items}), len(items), len({c for _, _, c in items}))
+
+    @property
+    def num_train_pids(self) -> int:
+        return self.stats(self.train)[0]
+
+    @property
+    def num_train_cams(self) -> int:
+        return self.stats(self.train)[2]
+
+    def summary(self) -> str:
+        """A table of ids / images / cameras per split."""
+        rows = [[split, *self.stats(getattr(self, split))] for split in ("train", "query", "gallery")]
+        return tabulate(rows, headers=["subset", "# ids", "# images", "# cameras"], tablefmt="pipe")
+
+    def log_summary(self) -> None:
+        logger.info("Dataset %s loaded:\n%s", self.name, self.summary())

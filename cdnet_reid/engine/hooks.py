@@ -1,0 +1,247 @@
+"""The standard hooks. None reads the config: each takes what it needs in its constructor."""
+
+import datetime
+import logging
+import math
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+from fvcore.common.timer import Timer
+
+from ..evaluation.testing import flatten_results_dict
+from ..utils import comm
+from ..utils.checkpoint import Checkpointer
+from ..utils.events import EventWriter
+from .train_loop import HookBase
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CallbackHook", "IterationTimer", "LRScheduler", "PeriodicCheckpointer",
+           "EvalHook", "BestCheckpointer", "PeriodicWriter"]
+
+
+class CallbackHook(HookBase):
+    """Runs user callables ``fn(trainer)`` at the chosen points of the loop."""
+
+    def __init__(self, *, before_train=None, after_train=None, before_epoch=None, after_epoch=None,
+                 before_step=None, after_step=None):
+        self._fns = dict(before_train=before_train, after_train=after_train,
+                         before_epoch=before_epoch, after_epoch=after_epoch,
+                         before_step=before_step, after_step=after_step)
+
+    def _run(self, name):
+        if self._fns[name] is not None:
+            self._fns[name](self.trainer)
+
+    def before_train(self): self._run("before_train")
+    def before_epoch(self): self._run("before_epoch")
+    def after_epoch(self): self._run("after_epoch")
+    def before_step(self): self._run("before_step")
+    def after_step(self): self._run("after_step")
+
+    def after_train(self):
+        self._run("after_train")
+        self._fns = {k: None for k in self._fns}  # drop closures that may reference the trainer
+
+
+class IterationTimer(HookBase):
+    """Publishes ``time`` (seconds per step, hooks excluded) and logs the total at the end.
+
+    The first ``warmup_iter`` steps are left out of the summary.
+    """
+
+    def __init__(self, warmup_iter: int = 3):
+        self._warmup_iter = warmup_iter
+        self._step_timer = Timer()
+        self._start = 0.0
+        self._total = Timer()
+
+    def before_train(self):
+        self._start = time.perf_counter()
+        self._total.reset()
+        self._total.pause()
+
+    def after_train(self):
+        total = time.perf_counter() - self._start
+        hooks_time = total - self._total.seconds()
+        steps = self.trainer.iter + 1 - self.trainer.start_iter - self._warmup_iter
+        if steps > 0 and self._total.seconds() > 0:
+            logger.info("Overall training speed: %d iterations in %s (%.4f s / it)", steps,
+                        datetime.timedelta(seconds=int(self._total.seconds())),
+                        self._total.seconds() / steps)
+        logger.info("Total training time: %s (%s on hooks)",
+                    datetime.timedelta(seconds=int(total)), datetime.timedelta(seconds=int(hooks_time)))
+
+    def before_step(self):
+        self._step_timer.reset()
+        self._total.resume()
+
+    def after_step(self):
+        done = self.trainer.iter - self.trainer.start_iter + 1
+        if done > self._warmup_iter:
+            sec = self._step_timer.seconds()
+            self.trainer.storage.put_scalar("time", sec)
+        else:
+            self._start = time.perf_counter()
+            self._total.reset()
+        self._total.pause()
+
+
+class LRScheduler(HookBase):
+    """Steps ``scheduler`` after every iteration and publishes the LR (of the largest group)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scheduler, name: str = "lr"):
+        self._optimizer = optimizer
+        self._scheduler = scheduler
+        self._name = name
+        self._best_group = max(range(len(optimizer.param_groups)),
+                               key=lambda i: len(optimizer.param_groups[i]["params"]))
+
+    def after_step(self):
+        lr = self._optimizer.param_groups[self._best_group]["lr"]
+        self.trainer.storage.put_scalar(self._name, lr, smoothing_hint=False)
+        self._scheduler.step()
+
+
+def _training_state(trainer) -> dict:
+    """Plain-data extras saved with every checkpoint (epoch counters, trainer state)."""
+    return {"iteration": trainer.iter + 1, "epoch": (trainer.iter + 1) // trainer.iters_per_epoch}
+
+
+class PeriodicCheckpointer(HookBase):
+    """Saves ``model_{epoch:04d}.pth`` every ``period`` epochs and ``model_final.pth`` at the end.
+
+    ``extra`` (e.g. the config as YAML text) is stored in every file. With ``max_to_keep`` only the
+    newest periodic files are kept (``model_final``/``model_best`` are never deleted).
+    """
+
+    def __init__(self, checkpointer: Checkpointer, period: int, *, max_to_keep: int = 0,
+                 extra: Optional[Callable[[], dict]] = None):
+        self.checkpointer = checkpointer
+        self.period = period
+        self.max_to_keep = max_to_keep
+        self.extra = extra or (lambda: {})
+        self._kept: List[str] = []
+
+    def after_epoch(self):
+        epoch = self.trainer.epoch + 1  # 1-based epoch just finished
+        last = self.trainer.iter + 1 >= self.trainer.max_iter
+        if not (last or (self.period > 0 and epoch % self.period == 0)):
+            return
+        if comm.is_main_process():
+            name = "model_final" if last else f"model_{epoch:04d}"
+            self.checkpointer.save(name, **_training_state(self.trainer), **self.extra())
+            if not last:
+                self._prune(name)
+        comm.synchronize()
+
+    def _prune(self, name: str):
+        self._kept.append(name)
+        while self.max_to_keep > 0 and len(self._kept) > self.max_to_keep:
+            old = os.path.join(self.checkpointer.save_dir, self._kept.pop(0) + ".pth")
+            if os.path.exists(old):
+                os.remove(old)
+
+
+class EvalHook(HookBase):
+    """Runs ``eval_function()`` every ``period`` epochs and after the last one (``period`` 0: only
+    at the end). Results (``{dataset: {metric: float}}``) are published as ``dataset/metric``."""
+
+    def __init__(self, period: int, eval_function: Callable[[], Dict]):
+        self.period = period
+        self._func = eval_function
+
+    def _do_eval(self):
+        results = self._func()
+        if results:
+            flat = flatten_results_dict(results)
+            for k, v in flat.items():
+                try:
+                    v = float(v)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"evaluation returned a non-float metric {k}={v!r}") from e
+                flat[k] = v
+            self.trainer.storage.put_scalars(**flat, smoothing_hint=False)
+        comm.synchronize()  # ranks wait for rank 0's metric computation together
+
+    def after_epoch(self):
+        epoch = self.trainer.epoch + 1
+        last = self.trainer.iter + 1 >= self.trainer.max_iter
+        if last or (self.period > 0 and epoch % self.period == 0):
+            self._do_eval()
+
+    def after_train(self):
+        self._func = None
+
+
+class BestCheckpointer(HookBase):
+    """After an evaluation, saves ``model_best.pth`` when ``metric`` improved.
+
+    The best value and epoch are part of the trainer state, so a resumed run keeps them.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, metric: str, mode: str = "max", *,
+                 extra: Optional[Callable[[], dict]] = None):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.checkpointer = checkpointer
+        self.metric = metric
+        self.mode = mode
+        self.extra = extra or (lambda: {})
+        self.best_value: Optional[float] = None
+        self.best_epoch: Optional[int] = None
+
+    def _better(self, v: float) -> bool:
+        if self.best_value is None:
+            return math.isfinite(v)
+        return v > self.best_value if self.mode == "max" else v < self.best_value
+
+    def after_epoch(self):
+        latest = self.trainer.storage.latest()
+        keys = [k for k in latest if k == self.metric or k.endswith("/" + self.metric)]
+        fresh = [latest[k][0] for k in keys if latest[k][1] == self.trainer.iter]
+        if not fresh:
+            return
+        value = fresh[0]  # the first test set decides
+        if self._better(value):
+            self.best_value, self.best_epoch = value, self.trainer.epoch + 1
+            if comm.is_main_process():
+                self.checkpointer.save("model_best", **_training_state(self.trainer),
+                                       best_metric={self.metric: value}, **self.extra())
+            logger.info("New best %s = %.2f at epoch %d", self.metric, value, self.best_epoch)
+        comm.synchronize()
+
+    def state_dict(self) -> dict:
+        if self.best_value is None:
+            return {}
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_value = state.get("best_value")
+        self.best_epoch = state.get("best_epoch")
+
+
+class PeriodicWriter(HookBase):
+    """Calls the writers every ``period`` iterations, after each epoch and at the end."""
+
+    def __init__(self, writers: List[EventWriter], period: int = 20):
+        self._writers = writers
+        self._period = max(1, period)
+
+    def _write(self):
+        for w in self._writers:
+            w.write()
+
+    def after_step(self):
+        if (self.trainer.iter + 1) % self._period == 0:
+            self._write()
+
+    def after_epoch(self):
+        self._write()
+
+    def after_train(self):
+        self._write()
+        for w in self._writers:
+            w.close()

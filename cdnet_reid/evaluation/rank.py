@@ -1,0 +1,420 @@
+"""Re-identification ranking metrics: CMC, mAP and mINP (Market-1501 protocol).
+
+Protocol (identical to fast-reid's ``evaluate_rank`` / torchreid's ``eval_market1501``,
+except where stated):
+
+For every query ``q`` (row of the query x gallery distance matrix, smaller = more similar):
+
+1. **Ranking.** The gallery is sorted by ascending distance with a *stable* sort, so ties are
+   broken by gallery index (lower index first).  NaN distances are ranked last.
+2. **Junk removal.** Gallery items with the query's pid *and* the query's camera id are
+   removed from the ranking (they are neither hits nor misses).  Nothing else is removed:
+   distractors (e.g. Market-1501's pid 0) stay in the list as ordinary non-matches.
+3. **Relevance.** Among the remaining items, an item is relevant (a hit) iff its pid equals
+   the query's pid.  Let ``r_1, ..., r_N`` be the relevance of the remaining items in rank
+   order (1-based positions) and ``R = sum_i r_i``.
+4. **Validity.** A query with ``R == 0`` (no valid match in the gallery) is *skipped*: it
+   contributes to none of the returned quantities.  If no query is valid a ``ValueError``
+   is raised.
+5. **CMC.** ``c_q(k) = 1`` if some hit is at rank ``<= k`` else 0, for ``k = 1..max_rank``.
+   The curve always has ``max_rank`` entries, even if fewer than ``max_rank`` gallery items
+   remain: positions past the end repeat the last value (which is 1 for a valid query),
+   i.e. the cumulative hit count clipped to 1.  The returned ``cmc`` is the mean of ``c_q``
+   over the valid queries (``float32``; ``cmc[0]`` is Rank-1).
+6. **AP** (non-interpolated): ``AP_q = (1 / R) * sum_{i : r_i = 1} (#hits at ranks <= i) / i``.
+7. **INP** (fast-reid's definition, Ye et al. 2021): ``INP_q = R / p_last`` where ``p_last`` is
+   the 1-based position, among the remaining items, of the *last* correct match.
+
+``mAP = all_AP.mean()`` and ``mINP = all_INP.mean()``.
+
+Implementation: queries are processed in chunks; for each chunk the distances are sorted
+row-wise with ties broken by gallery index (on CPU numpy's SIMD argsort, multi-threaded over
+row blocks, followed by an index sort inside each run of tied values; elsewhere
+``torch.sort(stable=True)``), a per-element code
+(0 = other pid, 1 = relevant, 2 = junk) is gathered into rank order, and everything else is
+computed from the sparse positions of the relevant / junk items.  Memory is therefore bounded
+by a few bytes per element of one chunk (about 24 * chunk_size * num_gallery bytes), and the
+result does not depend on the chunk size.  :func:`evaluate_rank_features` computes the
+distances chunk by chunk from features, so the full distance matrix is never materialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, Union
+
+import numpy as np
+import torch
+
+__all__ = ["evaluate_rank", "evaluate_rank_features", "default_chunk_size"]
+
+ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[int], Sequence[float]]
+Metric = Literal["cosine", "euclidean"]
+
+# Budget for the int64 sort indices of one chunk; the total per-chunk working set is roughly
+# 3x this (sort values, uint8/bool masks, distance chunk).
+_SORT_INDEX_BUDGET_BYTES = 256 * 1024 * 1024
+
+
+def default_chunk_size(num_gallery: int, budget_bytes: int = _SORT_INDEX_BUDGET_BYTES) -> int:
+    """Number of queries per chunk so that one chunk's int64 sort indices fit in ``budget_bytes``."""
+    return max(1, int(budget_bytes) // (8 * max(1, int(num_gallery))))
+
+
+# ---------------------------------------------------------------------------------------------
+# input handling
+# ---------------------------------------------------------------------------------------------
+def _as_tensor(x: ArrayLike, name: str, device: torch.device | None = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    elif isinstance(x, np.ndarray):
+        arr = x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
+        if arr.dtype.byteorder not in ("=", "|"):
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        try:
+            t = torch.from_numpy(arr)
+        except TypeError as exc:  # object / unsupported dtype
+            raise ValueError(f"{name}: unsupported array dtype {arr.dtype}") from exc
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name}: cannot convert {type(x).__name__} to an array") from exc
+    if device is not None and t.device != device:
+        t = t.to(device)
+    return t
+
+
+def _as_ids(x: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
+    t = _as_tensor(x, name, device)
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    if t.is_floating_point() or t.is_complex():
+        if t.numel() and not bool(torch.all(t == torch.round(t.real if t.is_complex() else t))):
+            raise ValueError(f"{name} must contain integer ids, got non-integer values")
+    return t.to(torch.int64)
+
+
+def _check_max_rank(max_rank: int) -> int:
+    if isinstance(max_rank, bool) or int(max_rank) != max_rank or max_rank < 1:
+        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+    return int(max_rank)
+
+
+def _check_chunk_size(chunk_size: int | None, num_gallery: int) -> int:
+    if chunk_size is None:
+        return default_chunk_size(num_gallery)
+    if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _prepare_ids(
+    num_query: int,
+    num_gallery: int,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    device: torch.device,
+    what: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    qp = _as_ids(q_pids, "q_pids", device)
+    gp = _as_ids(g_pids, "g_pids", device)
+    qc = _as_ids(q_camids, "q_camids", device)
+    gc = _as_ids(g_camids, "g_camids", device)
+    for name, t, n, side in (
+        ("q_pids", qp, num_query, "queries"),
+        ("q_camids", qc, num_query, "queries"),
+        ("g_pids", gp, num_gallery, "gallery items"),
+        ("g_camids", gc, num_gallery, "gallery items"),
+    ):
+        if t.shape[0] != n:
+            raise ValueError(
+                f"shape mismatch: {what} has {n} {side} but {name} has length {t.shape[0]}"
+            )
+    return qp, gp, qc, gc
+
+
+# ---------------------------------------------------------------------------------------------
+# per-chunk ranking (shared by both public functions)
+# ---------------------------------------------------------------------------------------------
+def _np_argsort_block(arr: np.ndarray, out: np.ndarray) -> None:
+    """Row-wise argsort of ``arr`` into ``out`` with ties broken by column index (NaN last)."""
+    # numpy's default (SIMD introsort) argsort is much faster than any stable sort here, but it
+    # is not stable.  Only runs of equal values (or of NaNs, which it puts last) can be out of
+    # order; such runs are short and rare-ish (float32 cosine distances over a large gallery
+    # still give a few tied pairs per row), so they are fixed up in place by sorting the tied
+    # elements by (run, column index).
+    idx = np.argsort(arr, axis=1)
+    if arr.shape[1] > 1:
+        vals = np.take_along_axis(arr, idx, axis=1)
+        eq = vals[:, 1:] == vals[:, :-1]  # eq[:, j]: sorted positions j and j+1 tie
+        if vals.dtype.kind == "f":
+            nan = np.isnan(vals)
+            eq |= nan[:, 1:] & nan[:, :-1]
+            del nan
+        del vals
+        if eq.any():
+            member = np.zeros(idx.shape, dtype=bool)
+            member[:, 1:] = eq
+            member[:, :-1] |= eq
+            starts = member.copy()
+            starts[:, 1:] &= ~eq  # a member starts a run unless it ties with its predecessor
+            pos = np.flatnonzero(member)  # row-major, so runs are contiguous and in order
+            run_id = np.cumsum(starts.ravel()[pos])
+            flat = idx.reshape(-1)
+            cols = flat[pos]
+            flat[pos] = cols[np.lexsort((cols, run_id))]
+    out[...] = idx
+
+
+def _stable_argsort_rows(dist: torch.Tensor) -> torch.Tensor:
+    """Indices sorting each row of ``dist`` ascending, ties broken by column index, NaN last.
+
+    Same result as ``torch.sort(dist, dim=1, stable=True).indices`` (which is used on
+    accelerators and for other dtypes).  On CPU float32/float64, numpy's SIMD argsort plus an
+    in-place fix-up of tied runs is about 2x faster; it runs on blocks of rows
+    (bounding the temporaries) spread over ``torch.get_num_threads()`` threads (numpy releases
+    the GIL while sorting).
+    """
+    if dist.device.type != "cpu" or dist.dtype not in (torch.float32, torch.float64):
+        return torch.sort(dist, dim=1, stable=True).indices
+    arr = dist.numpy()
+    n = arr.shape[0]
+    out = np.empty(arr.shape, dtype=np.int64)
+    num_threads = max(1, min(torch.get_num_threads(), n // 8))
+    num_blocks = max(1, min(n, 4 * num_threads))
+    bounds = np.linspace(0, n, num_blocks + 1).astype(int)
+    blocks = [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    if num_threads == 1:
+        for a, b in blocks:
+            _np_argsort_block(arr[a:b], out[a:b])
+    else:
+        with ThreadPoolExecutor(max_workers=num_threads) as pool:
+            for fut in [pool.submit(_np_argsort_block, arr[a:b], out[a:b]) for a, b in blocks]:
+                fut.result()
+    return torch.from_numpy(out)
+
+
+def _rank_chunk(
+    dist: torch.Tensor,
+    q_pids: torch.Tensor,
+    q_camids: torch.Tensor,
+    g_pids: torch.Tensor,
+    g_camids: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rank one chunk of queries.
+
+    Args:
+        dist: (n, G) distances of ``n`` queries to the whole gallery.
+        q_pids, q_camids: (n,) int64 ids of these queries.
+        g_pids, g_camids: (G,) int64 ids of the gallery.
+
+    Returns:
+        ``(first_hit, ap, inp)`` for the *valid* queries of the chunk, in query order:
+        1-based rank of the first hit (int64), AP and INP (float64).
+    """
+    n, num_g = dist.shape
+    device = dist.device
+
+    # Per-element code in gallery order: 0 = other pid, 1 = relevant (same pid, other camera),
+    # 2 = junk (same pid, same camera).
+    same_pid = q_pids[:, None] == g_pids[None, :]
+    same_cam = q_camids[:, None] == g_camids[None, :]
+    code = same_pid.to(torch.uint8)
+    code += same_pid & same_cam
+    del same_pid, same_cam
+
+    order = _stable_argsort_rows(dist)  # ties -> lower gallery index first
+    code = torch.gather(code, 1, order)  # now in rank order
+    del order
+
+    rel_pos = (code == 1).nonzero()  # (n_rel, 2), row-major => sorted by (row, col)
+    junk_pos = (code == 2).nonzero()
+    del code
+
+    rows, cols = rel_pos[:, 0], rel_pos[:, 1]
+    # Position among the remaining (non-junk) items = col - (#junk before col in the row).
+    if junk_pos.shape[0]:
+        junk_keys = junk_pos[:, 0] * num_g + junk_pos[:, 1]
+        rel_keys = rows * num_g + cols
+        junk_before = torch.searchsorted(junk_keys, rel_keys) - torch.searchsorted(
+            junk_keys, rows * num_g
+        )
+        kept_rank = cols - junk_before + 1  # 1-based
+    else:
+        kept_rank = cols + 1
+
+    num_rel = torch.bincount(rows, minlength=n)  # R per query
+    starts = torch.cumsum(num_rel, 0) - num_rel  # first relevant entry of each row
+    hit_no = torch.arange(rows.shape[0], device=device) - starts[rows] + 1  # #hits <= position
+    precision = hit_no.to(torch.float64) / kept_rank.to(torch.float64)
+    ap_sum = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, rows, precision)
+
+    valid = num_rel > 0
+    r_valid = num_rel[valid]
+    s_valid = starts[valid]
+    first_hit = kept_rank[s_valid]
+    last_hit = kept_rank[s_valid + r_valid - 1]
+    r_float = r_valid.to(torch.float64)
+    ap = ap_sum[valid] / r_float
+    inp = r_float / last_hit.to(torch.float64)
+    return first_hit, ap, inp
+
+
+def _finalize(
+    first_hits: list[torch.Tensor],
+    aps: list[torch.Tensor],
+    inps: list[torch.Tensor],
+    max_rank: int,
+    num_query: int,
+    num_gallery: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    first = torch.cat(first_hits).cpu() if first_hits else torch.zeros(0, dtype=torch.int64)
+    num_valid = int(first.shape[0])
+    if num_valid == 0:
+        raise ValueError(
+            "no query has a valid match in the gallery: "
+            f"none of the {num_query} queries has a gallery item with the same pid captured "
+            f"by a different camera (gallery size {num_gallery})"
+        )
+    # cmc[k] = fraction of valid queries whose first hit is at rank <= k + 1.
+    hist = torch.bincount(first.clamp(max=max_rank + 1), minlength=max_rank + 2)
+    cmc = torch.cumsum(hist[1 : max_rank + 1], 0).to(torch.float64) / num_valid
+    all_ap = torch.cat(aps).cpu().numpy()
+    all_inp = torch.cat(inps).cpu().numpy()
+    return cmc.numpy().astype(np.float32), all_ap, all_inp
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------
+def evaluate_rank(
+    distmat: np.ndarray | torch.Tensor,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    max_rank: int = 50,
+    *,
+    chunk_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CMC, per-query AP and per-query INP under the Market-1501 protocol (see module docstring).
+
+    Args:
+        distmat: (num_query, num_gallery) distances, numpy array or torch tensor (any device);
+            smaller means more similar.
+        q_pids, g_pids, q_camids, g_camids: 1-D integer ids (numpy arrays, lists or tensors).
+        max_rank: length of the returned CMC curve.
+        chunk_size: queries processed at once; ``None`` picks one so that a chunk's sort
+            indices take about 256 MB.  The results do not depend on it.
+
+    Returns:
+        ``(cmc, all_AP, all_INP)``: ``cmc`` float32 of length ``max_rank``; ``all_AP`` and
+        ``all_INP`` float64 with one entry per valid query (queries without a valid match
+        are skipped).
+
+    Raises:
+        ValueError: on inconsistent shapes, bad arguments, or if no query has a valid match.
+    """
+    dist = _as_tensor(distmat, "distmat")
+    if dist.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {tuple(dist.shape)}")
+    if dist.is_complex() or dist.dtype == torch.bool:
+        raise ValueError(f"distmat must be real-valued, got dtype {dist.dtype}")
+    num_q, num_g = dist.shape
+    max_rank = _check_max_rank(max_rank)
+    qp, gp, qc, gc = _prepare_ids(
+        num_q, num_g, q_pids, g_pids, q_camids, g_camids, dist.device,
+        f"distmat of shape {tuple(dist.shape)}",
+    )
+    chunk = _check_chunk_size(chunk_size, num_g)
+
+    first_hits, aps, inps = [], [], []
+    for start in range(0, num_q, chunk):
+        stop = min(start + chunk, num_q)
+        fh, ap, inp = _rank_chunk(dist[start:stop], qp[start:stop], qc[start:stop], gp, gc)
+        first_hits.append(fh)
+        aps.append(ap)
+        inps.append(inp)
+    return _finalize(first_hits, aps, inps, max_rank, num_q, num_g)
+
+
+def _features(x: ArrayLike, name: str, device: torch.device | None = None) -> torch.Tensor:
+    t = _as_tensor(x, name, device)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (num_items, feat_dim), got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    elif t.dtype in (torch.float16, torch.bfloat16) and t.device.type == "cpu":
+        t = t.to(torch.float32)
+    return t
+
+
+def _chunk_distances(
+    q: torch.Tensor, g: torch.Tensor, g_sqnorm: torch.Tensor | None, metric: str
+) -> torch.Tensor:
+    """Distances of a chunk of query features ``q`` (n, D) to all gallery features ``g`` (G, D)."""
+    if metric == "cosine":
+        # 1 - cos, computed in place on the (n, G) product.
+        return torch.mm(q, g.t()).neg_().add_(1.0)
+    # squared Euclidean: ||q||^2 + ||g||^2 - 2 q.g
+    assert g_sqnorm is not None
+    dist = torch.addmm(g_sqnorm[None, :], q, g.t(), beta=1.0, alpha=-2.0)
+    dist += (q * q).sum(dim=1, keepdim=True)
+    return dist
+
+
+def evaluate_rank_features(
+    q_feats: np.ndarray | torch.Tensor,
+    g_feats: np.ndarray | torch.Tensor,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    *,
+    metric: Metric = "cosine",
+    max_rank: int = 50,
+    chunk_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`evaluate_rank`, but starting from features; the full distance matrix is
+    never materialised (distances are computed one query chunk at a time).
+
+    Args:
+        q_feats: (num_query, D) query features; g_feats: (num_gallery, D) gallery features.
+        metric: ``"cosine"`` -> ``1 - q.g`` on the features as given (callers normalise them);
+            ``"euclidean"`` -> squared Euclidean distance ``||q||^2 + ||g||^2 - 2 q.g``.
+        Other arguments and the return value are as in :func:`evaluate_rank`.
+    """
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    g = _features(g_feats, "g_feats")
+    q = _features(q_feats, "q_feats", g.device)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(
+            f"shape mismatch: q_feats has feature dim {q.shape[1]} but g_feats has {g.shape[1]}"
+        )
+    if q.dtype != g.dtype:
+        dtype = torch.promote_types(q.dtype, g.dtype)
+        q, g = q.to(dtype), g.to(dtype)
+    num_q, num_g = q.shape[0], g.shape[0]
+    max_rank = _check_max_rank(max_rank)
+    qp, gp, qc, gc = _prepare_ids(
+        num_q, num_g, q_pids, g_pids, q_camids, g_camids, g.device,
+        f"features of shapes q {tuple(q.shape)} / g {tuple(g.shape)}",
+    )
+    chunk = _check_chunk_size(chunk_size, num_g)
+    g_sqnorm = (g * g).sum(dim=1) if metric == "euclidean" else None
+
+    first_hits, aps, inps = [], [], []
+    for start in range(0, num_q, chunk):
+        stop = min(start + chunk, num_q)
+        dist = _chunk_distances(q[start:stop], g, g_sqnorm, metric)
+        fh, ap, inp = _rank_chunk(dist, qp[start:stop], qc[start:stop], gp, gc)
+        del dist
+        first_hits.append(fh)
+        aps.append(ap)
+        inps.append(inp)
+    return _finalize(first_hits, aps, inps, max_rank, num_q, num_g)

@@ -1,0 +1,29 @@
+"""The backbone contract shared by every registered backbone."""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Channels and total stride of one backbone output map."""
+    channels: int
+    stride: int
+
+
+class Backbone(nn.Module):
+    """A feature extractor returning named maps, in order from shallow to deep.
+
+    Subclasses implement ``forward(images) -> OrderedDict[name, N×C×H×W]`` and
+    ``output_shape() -> OrderedDict[name, ShapeSpec]`` with the same names in the same order.
+    Heads read the maps they need by position (the last one, or the last two) or by name.
+    """
+
+    def forward(self, x: Tensor) -> Dict[str, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def output_shape(self) -> "OrderedDict[str, ShapeSpec]":  # pragma: no cover - interface
+        raise NotImplementedError

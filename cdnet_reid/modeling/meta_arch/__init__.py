@@ -1,0 +1,5 @@
+"""Meta-architectures: whole models built from a config."""
+
+from .baseline import Baseline
+
+__all__ = ["Baseline"]

@@ -1,0 +1,83 @@
+"""Baseline: normalise pixels -> backbone -> head -> (training) CE + triplet on every branch."""
+
+from typing import Dict, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..losses import cross_entropy_loss, triplet_loss
+from ..registry import META_ARCH_REGISTRY, build_backbone, build_head
+
+_KNOWN_LOSSES = ("CrossEntropyLoss", "TripletLoss")
+
+
+@META_ARCH_REGISTRY.register()
+class Baseline(nn.Module):
+    """The re-ID model.
+
+    ``forward`` takes either an ``N×3×H×W`` tensor of RGB pixel values in 0-255 (uint8 or float)
+    or a batch dict with ``images`` (and ``targets`` in training). Normalisation with
+    ``pixel_mean``/``pixel_std`` (0-255 units) happens inside, never in place.
+
+    * eval: returns what the head returns in eval mode (the N×D embedding for re-ID heads);
+    * training: returns a dict of scalar losses. The head returns a list of ``(logits, feature)``
+      branches; each branch gets ``ce_scale * CE(logits) + tri_scale * Triplet(feature)`` and the
+      branches are summed (the paper's recipe).
+    """
+
+    def __init__(self, *, backbone: nn.Module, head: nn.Module, pixel_mean: Sequence[float],
+                 pixel_std: Sequence[float], loss_names: Sequence[str] = _KNOWN_LOSSES,
+                 ce_epsilon: float = 0.0, ce_scale: float = 1.0, tri_margin: float = 0.3,
+                 tri_norm_feat: bool = False, tri_scale: float = 1.0):
+        super().__init__()
+        unknown = set(loss_names) - set(_KNOWN_LOSSES)
+        if unknown:
+            raise ValueError(f"MODEL.LOSSES.NAMES has unknown losses {sorted(unknown)}; "
+                             f"known: {list(_KNOWN_LOSSES)}")
+        self.backbone = backbone
+        self.head = head
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), persistent=False)
+        self.loss_names = tuple(loss_names)
+        self.ce_epsilon, self.ce_scale = ce_epsilon, ce_scale
+        self.tri_margin, self.tri_norm_feat, self.tri_scale = tri_margin, tri_norm_feat, tri_scale
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        backbone = build_backbone(cfg)
+        head = build_head(cfg, backbone.output_shape())
+        losses = cfg.MODEL.LOSSES
+        return dict(backbone=backbone, head=head, pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
+                    pixel_std=list(cfg.MODEL.PIXEL_STD), loss_names=tuple(losses.NAMES),
+                    ce_epsilon=losses.CE.EPSILON, ce_scale=losses.CE.SCALE,
+                    tri_margin=losses.TRI.MARGIN, tri_norm_feat=losses.TRI.NORM_FEAT,
+                    tri_scale=losses.TRI.SCALE)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess_image(self, images: Tensor) -> Tensor:
+        images = images.to(self.device, non_blocking=True).float()
+        return (images - self.pixel_mean) / self.pixel_std
+
+    def forward(self, batch: Union[Tensor, Dict[str, Tensor]]):
+        images = batch["images"] if isinstance(batch, dict) else batch
+        outputs = self.head(self.backbone(self.preprocess_image(images)))
+        if not self.training:
+            return outputs
+        if not isinstance(batch, dict) or "targets" not in batch:
+            raise ValueError("training mode needs a batch dict with 'images' and 'targets'")
+        return self.losses(outputs, batch["targets"].to(self.device, non_blocking=True))
+
+    def losses(self, branches, targets: Tensor) -> Dict[str, Tensor]:
+        """Sum of every loss term over the head's ``(logits, feature)`` branches."""
+        out: Dict[str, Tensor] = {}
+        for logits, feat in branches:
+            if "CrossEntropyLoss" in self.loss_names:
+                loss = cross_entropy_loss(logits, targets, self.ce_epsilon) * self.ce_scale
+                out["loss_cls"] = out.get("loss_cls", 0) + loss
+            if "TripletLoss" in self.loss_names:
+                loss = triplet_loss(feat, targets, self.tri_margin, self.tri_norm_feat) * self.tri_scale
+                out["loss_triplet"] = out.get("loss_triplet", 0) + loss
+        return out

@@ -1,0 +1,7 @@
+"""Optimizers and learning-rate schedules."""
+
+from .lr_scheduler import LRMultiplier, WarmupParamScheduler, build_lr_multiplier, build_lr_scheduler
+from .optimizer import build_optimizer, get_param_groups
+
+__all__ = ["LRMultiplier", "WarmupParamScheduler", "build_lr_multiplier", "build_lr_scheduler",
+           "build_optimizer", "get_param_groups"]
