@@ -338,3 +338,30 @@ def test_argsort_matches_torch_stable_sort(dtype):
         expected = torch.sort(t, dim=1, stable=True).indices
         assert torch.equal(_stable_argsort_rows(t), expected)
         np.testing.assert_array_equal(expected.numpy(), np.argsort(t.double().numpy(), 1, kind="stable"))
+
+
+def test_non_contiguous_and_readonly_inputs():
+    distmat, q_pids, g_pids, q_cams, g_cams = random_problem(4)
+    expected = reference_rank(distmat, q_pids, g_pids, q_cams, g_cams)
+    flipped = np.ascontiguousarray(distmat[:, ::-1])[:, ::-1]  # negative strides, same values
+    flipped.setflags(write=False)
+    assert_same(evaluate_rank(flipped, q_pids, g_pids, q_cams, g_cams), expected)
+    transposed = torch.from_numpy(np.ascontiguousarray(distmat.T)).t()  # column-major tensor
+    assert_same(evaluate_rank(transposed, q_pids, g_pids, q_cams, g_cams, chunk_size=5), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    distmat, q_pids, g_pids, q_cams, g_cams = random_problem(5)
+    expected = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams)
+    got = evaluate_rank(torch.from_numpy(distmat).cuda(), q_pids, g_pids, q_cams, g_cams, chunk_size=3)
+    assert_same(got, expected)
+    rng = np.random.default_rng(0)
+    q = rng.integers(-2, 3, (len(q_pids), 5)).astype(np.float32)
+    g = rng.integers(-2, 3, (len(g_pids), 5)).astype(np.float32)
+    exp_f = evaluate_rank_features(q, g, q_pids, g_pids, q_cams, g_cams, metric="euclidean")
+    got_f = evaluate_rank_features(
+        torch.from_numpy(q).cuda(), torch.from_numpy(g).cuda(), q_pids, g_pids, q_cams, g_cams,
+        metric="euclidean",
+    )
+    assert_same(got_f, exp_f)

@@ -65,7 +65,7 @@ def max_rss() -> float:
 class PeakRSS:
     """Samples the RSS in a background thread; ``peak`` is the maximum seen inside the block."""
 
-    def __init__(self, interval: float = 0.002) -> None:
+    def __init__(self, interval: float = 0.01) -> None:
         self.interval = interval
         self.before = self.peak = 0.0
         self._stop = threading.Event()

@@ -179,6 +179,8 @@ class EvalHook(HookBase):
 class BestCheckpointer(HookBase):
     """After an evaluation, saves ``model_best.pth`` when ``metric`` improved.
 
+    Metrics exist on the main process only, so only that process acts (no collective here).
+
     The best value and epoch are part of the trainer state, so a resumed run keeps them.
     """
 
@@ -211,7 +213,6 @@ class BestCheckpointer(HookBase):
                 self.checkpointer.save("model_best", **_training_state(self.trainer),
                                        best_metric={self.metric: value}, **self.extra())
             logger.info("New best %s = %.2f at epoch %d", self.metric, value, self.best_epoch)
-        comm.synchronize()
 
     def state_dict(self) -> dict:
         if self.best_value is None:
@@ -235,10 +236,11 @@ class PeriodicWriter(HookBase):
             w.write()
 
     def after_step(self):
-        if (self.trainer.iter + 1) % self._period == 0:
+        end_of_epoch = (self.trainer.iter + 1) % self.trainer.iters_per_epoch == 0
+        if (self.trainer.iter + 1) % self._period == 0 and not end_of_epoch:
             self._write()
 
-    def after_epoch(self):
+    def after_epoch(self):  # after the evaluation hooks, so the line includes their metrics
         self._write()
 
     def after_train(self):

@@ -31,7 +31,8 @@ def create_ddp_model(model: nn.Module, **kwargs) -> nn.Module:
         return model
     if next(model.parameters()).device.type == "cuda":
         kwargs.setdefault("device_ids", [torch.cuda.current_device()])
-    kwargs.setdefault("broadcast_buffers", False)
+    # broadcast_buffers (DDP's default) keeps BN statistics identical on every rank, so the
+    # sharded evaluation uses exactly the statistics of the checkpoint that rank 0 saves.
     return DistributedDataParallel(model, **kwargs)
 
 

@@ -33,13 +33,14 @@ row blocks, followed by an index sort inside each run of tied values; elsewhere
 ``torch.sort(stable=True)``), a per-element code
 (0 = other pid, 1 = relevant, 2 = junk) is gathered into rank order, and everything else is
 computed from the sparse positions of the relevant / junk items.  Memory is therefore bounded
-by a few bytes per element of one chunk (about 24 * chunk_size * num_gallery bytes), and the
-result does not depend on the chunk size.  :func:`evaluate_rank_features` computes the
+by ~14 bytes per element of one chunk (~450 MB with the default chunk size, whatever the
+problem size), and the result does not depend on the chunk size.  :func:`evaluate_rank_features` computes the
 distances chunk by chunk from features, so the full distance matrix is never materialised.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Union
@@ -52,8 +53,9 @@ __all__ = ["evaluate_rank", "evaluate_rank_features", "default_chunk_size"]
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[int], Sequence[float]]
 Metric = Literal["cosine", "euclidean"]
 
-# Budget for the int64 sort indices of one chunk; the total per-chunk working set is roughly
-# 3x this (sort values, uint8/bool masks, distance chunk).
+# Budget for the int64 sort indices of one chunk.  The whole per-chunk working set is about
+# 14 bytes per (query, gallery) element, i.e. ~1.8x this (~450 MB), plus 4 bytes per element
+# for the distance chunk in evaluate_rank_features.
 _SORT_INDEX_BUDGET_BYTES = 256 * 1024 * 1024
 
 
@@ -69,11 +71,15 @@ def _as_tensor(x: ArrayLike, name: str, device: torch.device | None = None) -> t
     if isinstance(x, torch.Tensor):
         t = x.detach()
     elif isinstance(x, np.ndarray):
-        arr = x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
+        arr = x
+        if any(st < 0 for st in arr.strides):  # torch.from_numpy rejects negative strides
+            arr = np.ascontiguousarray(arr)
         if arr.dtype.byteorder not in ("=", "|"):
             arr = arr.astype(arr.dtype.newbyteorder("="))
         try:
-            t = torch.from_numpy(arr)
+            with warnings.catch_warnings():  # read-only arrays are fine: we never write to them
+                warnings.simplefilter("ignore", UserWarning)
+                t = torch.from_numpy(arr)
         except TypeError as exc:  # object / unsupported dtype
             raise ValueError(f"{name}: unsupported array dtype {arr.dtype}") from exc
     else:
@@ -90,9 +96,10 @@ def _as_ids(x: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
     t = _as_tensor(x, name, device)
     if t.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
-    if t.is_floating_point() or t.is_complex():
-        if t.numel() and not bool(torch.all(t == torch.round(t.real if t.is_complex() else t))):
-            raise ValueError(f"{name} must contain integer ids, got non-integer values")
+    if t.is_complex():
+        raise ValueError(f"{name} must contain integer ids, got dtype {t.dtype}")
+    if t.is_floating_point() and t.numel() and not bool(torch.all(t == torch.round(t))):
+        raise ValueError(f"{name} must contain integer ids, got non-integer values")
     return t.to(torch.int64)
 
 

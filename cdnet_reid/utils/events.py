@@ -207,8 +207,9 @@ class EventWriter:
 class JSONWriter(EventWriter):
     """Append one JSON object per iteration, ``{"iteration": it, name: value, ...}``.
 
-    Only iterations with scalars newer than the previous :meth:`write` are written, so calling
-    ``write()`` twice does not duplicate lines. Values are the latest ones, or the window median
+    Only scalars newer than their previous :meth:`write` are written, so calling ``write()``
+    twice does not duplicate values (a metric published later for an already-written iteration,
+    such as an evaluation result, gets a line of its own). Values are the latest ones, or the window median
     for scalars whose smoothing hint is True. The file is opened in append mode, so a resumed run
     continues it.
 
@@ -224,15 +225,16 @@ class JSONWriter(EventWriter):
             os.makedirs(parent, exist_ok=True)
         self._file_handle = open(json_file, "a", encoding="utf-8")
         self._window_size = window_size
-        self._last_write = -1
+        self._last_written: Dict[str, int] = {}
 
     def write(self) -> None:
         storage = get_event_storage()
         to_save: Dict[int, Dict[str, float]] = defaultdict(dict)
         for name, (value, it) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if it <= self._last_write:
+            if it <= self._last_written.get(name, -1):
                 continue
             to_save[it][name] = value
+            self._last_written[name] = it
         if not to_save:
             return
         for it in sorted(to_save):
@@ -243,7 +245,6 @@ class JSONWriter(EventWriter):
             os.fsync(self._file_handle.fileno())
         except (AttributeError, OSError):  # pragma: no cover - e.g. unusual file systems
             pass
-        self._last_write = max(to_save)
 
     def close(self) -> None:
         if not self._file_handle.closed:

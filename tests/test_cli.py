@@ -1,0 +1,54 @@
+"""The command line: a 2-process gloo run on CPU, then --eval-only on its checkpoint."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny import tiny_opts
+
+SCRIPT = str(Path(__file__).resolve().parent / "tiny_train_net.py")
+
+
+def _run(args, cwd):
+    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _table_row(log, dataset):
+    """Numbers of the last results-table row of ``dataset`` in a log."""
+    rows = [line for line in log.splitlines() if line.startswith(f"| {dataset}")]
+    return [float(x) for x in re.findall(r"\d+\.\d+", rows[-1])]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("ddp")
+    opts = tiny_opts(out, data_root) + ["SOLVER.MAX_EPOCH", "2"]
+    log = _run(["--num-gpus", "2", "--dist-url", "auto", *opts], cwd=out)
+    return out, log
+
+
+def test_two_gloo_processes_train_and_evaluate(two_process_run):
+    out, log = two_process_run
+    assert "World size: 2" in log
+    assert (out / "model_final.pth").exists() and (out / "log.txt.rank1").exists()
+    assert "Rank of current process: 1. World size: 2" in (out / "log.txt.rank1").read_text()
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert max(r["iteration"] for r in rows) == 5
+    assert (out / "config.yaml").read_text().count("NUM_CLASSES: 12") == 1
+    assert (out / "env.txt").exists()
+
+
+def test_eval_only_matches_the_runs_final_evaluation(two_process_run, data_root, tmp_path):
+    out, log = two_process_run
+    final = _table_row(log, "TinySyntheticReID")
+    opts = tiny_opts(tmp_path, data_root) + ["MODEL.WEIGHTS", str(out / "model_final.pth")]
+    log2 = _run(["--eval-only", *opts], cwd=tmp_path)
+    assert _table_row(log2, "TinySyntheticReID") == final

@@ -1,0 +1,67 @@
+"""Tiny components for fast engine tests: a 2-conv backbone and a small SyntheticReID."""
+
+from collections import OrderedDict
+
+from torch import nn
+
+from cdnet_reid.config import get_cfg
+from cdnet_reid.data.datasets import DATASET_REGISTRY, SyntheticReID
+from cdnet_reid.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
+
+
+@BACKBONE_REGISTRY.register()
+class TinyNet(Backbone):
+    """conv-BN-ReLU (stride 2) twice, then conv-BN-ReLU: 32 x H/4 x W/4."""
+
+    def __init__(self, *, width: int = 16):
+        super().__init__()
+
+        def block(cin, cout, stride):
+            return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.body = nn.Sequential(*block(3, width, 2), *block(width, 2 * width, 2),
+                                  *block(2 * width, 2 * width, 1))
+        self.out_channels = 2 * width
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {}
+
+    def forward(self, x):
+        return OrderedDict(res=self.body(x))
+
+    def output_shape(self):
+        return OrderedDict(res=ShapeSpec(self.out_channels, 4))
+
+
+@DATASET_REGISTRY.register()
+class TinySyntheticReID(SyntheticReID):
+    """12 training ids, 8 test ids, 32 x 16 crops: generated in well under a second."""
+
+    def __init__(self, root: str = "datasets"):
+        super().__init__(root, num_train_ids=12, num_test_ids=8, num_cameras=3, images_per_id=8,
+                         query_cams_per_id=1, gallery_per_id=4, num_distractors=4, num_junk=2,
+                         height=32, width=16, seed=0)
+
+
+def tiny_opts(output_dir, data_root):
+    """Command-line overrides that train TinyNet on TinySyntheticReID in seconds on CPU."""
+    return [
+        "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "TinyNet", "MODEL.HEADS.NAME", "BLNeck",
+        "MODEL.HEADS.FC_DIMS", "[32]",
+        "DATASETS.NAMES", "('TinySyntheticReID',)", "DATASETS.TESTS", "('TinySyntheticReID',)",
+        "DATASETS.ROOT", str(data_root), "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]",
+        "INPUT.PADDING.SIZE", "2", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_INSTANCE", "4",
+        "SOLVER.IMS_PER_BATCH", "16", "SOLVER.ITERS_PER_EPOCH", "3", "SOLVER.MAX_EPOCH", "4",
+        "SOLVER.BASE_LR", "0.05", "SOLVER.MILESTONES", "[3]", "SOLVER.LR_LIST", "[0.05,0.005]",
+        "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "2", "TEST.IMS_PER_BATCH", "32",
+        "SEED", "0", "OUTPUT_DIR", str(output_dir), "LOG_PERIOD", "1",
+    ]
+
+
+def tiny_cfg(output_dir, data_root, **overrides):
+    """The config of :func:`tiny_opts`; ``A__B="v"`` overrides key ``A.B``."""
+    cfg = get_cfg()
+    cfg.merge_from_list(tiny_opts(output_dir, data_root))
+    cfg.merge_from_list([x for kv in overrides.items() for x in (kv[0].replace("__", "."), kv[1])])
+    return cfg
