@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cdnet_reid.evaluation.rank import evaluate_rank, evaluate_rank_features  # noqa: E402
+from cdnet_reid.evaluation.rank import evaluate_rank, evaluate_rank_features
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +106,8 @@ def test_hand_computed(chunk_size, as_torch):
 
 def test_hand_computed_lists_and_small_max_rank():
     cmc, all_ap, all_inp = evaluate_rank(
-        DISTMAT.tolist(), Q_PIDS.tolist(), G_PIDS.tolist(), Q_CAMS.tolist(), G_CAMS.tolist(), max_rank=3
+        DISTMAT.tolist(), Q_PIDS.tolist(), G_PIDS.tolist(), Q_CAMS.tolist(), G_CAMS.tolist(),
+        max_rank=3,
     )
     np.testing.assert_allclose(cmc, EXPECTED_CMC[:3], atol=1e-7)
     np.testing.assert_allclose(all_ap, EXPECTED_AP)
@@ -167,7 +163,9 @@ def test_matches_reference_random(seed):
             evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank)
         return
     for chunk_size in (None, 1, 3, 7, distmat.shape[0] + 5):
-        got = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank, chunk_size=chunk_size)
+        got = evaluate_rank(
+            distmat, q_pids, g_pids, q_cams, g_cams, max_rank, chunk_size=chunk_size
+        )
         assert_same(got, expected)
     # float32 / torch-tensor inputs give the same result (values chosen so float32 is exact
     # for the tie-heavy seeds; continuous seeds compare against a float32 reference)
@@ -209,7 +207,8 @@ def test_special_values():
     g_cams = rng.integers(0, 2, 20)
     expected = reference_rank(distmat, q_pids, g_pids, q_cams, g_cams, 30)
     assert_same(evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, 30), expected)
-    assert_same(evaluate_rank(distmat.astype(np.float32), q_pids, g_pids, q_cams, g_cams, 30), expected)
+    d32 = distmat.astype(np.float32)
+    assert_same(evaluate_rank(d32, q_pids, g_pids, q_cams, g_cams, 30), expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +281,8 @@ def test_shape_errors():
         evaluate_rank(DISTMAT, Q_PIDS, G_PIDS, Q_CAMS[:2], G_CAMS)
     with pytest.raises(ValueError, match="g_camids.*length 7"):
         evaluate_rank(DISTMAT, Q_PIDS, G_PIDS, Q_CAMS, np.zeros(7, dtype=int))
-    with pytest.raises(ValueError, match=r"shape mismatch: distmat of shape \(6, 4\) has 6 queries but q_pids has length 4"):
+    msg = r"shape mismatch: distmat of shape \(6, 4\) has 6 queries but q_pids has length 4"
+    with pytest.raises(ValueError, match=msg):
         evaluate_rank(DISTMAT.T, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
     with pytest.raises(ValueError, match="1-D"):
         evaluate_rank(DISTMAT, Q_PIDS[:, None], G_PIDS, Q_CAMS, G_CAMS)
@@ -319,7 +319,9 @@ def test_no_valid_query():
         evaluate_rank(np.zeros((0, 3)), [], [1, 2, 3], [], [0, 1, 0])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.int64])
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64]
+)
 def test_argsort_matches_torch_stable_sort(dtype):
     # the CPU fast path (numpy argsort + stable re-sort of tied rows, threaded over row blocks)
     # and the generic torch.sort(stable=True) path must give identical orders
@@ -331,13 +333,17 @@ def test_argsort_matches_torch_stable_sort(dtype):
     fine[::7, ::5] = 0.0  # a few ties in some rows only
     mats = [coarse, fine]
     if dtype.is_floating_point:
-        special = rng.choice([0.0, -0.0, 1.0, np.inf, -np.inf, np.nan], size=(150, 300))
+        values = [0.0, -0.0, 1.0, -2.5, np.inf, -np.inf, np.nan, -np.nan]
+        special = rng.choice(values, size=(150, 300))
+        assert np.signbit(special[np.isnan(special)]).any()  # negative NaNs included
         mats.append(special)
     for m in mats:
         t = torch.from_numpy(m).to(dtype)
         expected = torch.sort(t, dim=1, stable=True).indices
         assert torch.equal(_stable_argsort_rows(t), expected)
-        np.testing.assert_array_equal(expected.numpy(), np.argsort(t.double().numpy(), 1, kind="stable"))
+        np.testing.assert_array_equal(
+            expected.numpy(), np.argsort(t.double().numpy(), 1, kind="stable")
+        )
 
 
 def test_non_contiguous_and_readonly_inputs():
@@ -354,7 +360,9 @@ def test_non_contiguous_and_readonly_inputs():
 def test_cuda_matches_cpu():
     distmat, q_pids, g_pids, q_cams, g_cams = random_problem(5)
     expected = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams)
-    got = evaluate_rank(torch.from_numpy(distmat).cuda(), q_pids, g_pids, q_cams, g_cams, chunk_size=3)
+    got = evaluate_rank(
+        torch.from_numpy(distmat).cuda(), q_pids, g_pids, q_cams, g_cams, chunk_size=3
+    )
     assert_same(got, expected)
     rng = np.random.default_rng(0)
     q = rng.integers(-2, 3, (len(q_pids), 5)).astype(np.float32)

@@ -155,6 +155,8 @@ _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 _C.TEST = CN()
 # Evaluate every EVAL_PERIOD epochs and at the end; 0 = only at the end.
 _C.TEST.EVAL_PERIOD = 20
+# Also evaluate before the first iteration (the untrained network's score, for comparison).
+_C.TEST.EVAL_AT_START = False
 # Total test batch over all ranks.
 _C.TEST.IMS_PER_BATCH = 128
 # "cosine" or "euclidean" (squared); with FEAT_NORM both give the same ranking.

@@ -147,11 +147,18 @@ class PeriodicCheckpointer(HookBase):
 
 class EvalHook(HookBase):
     """Runs ``eval_function()`` every ``period`` epochs and after the last one (``period`` 0: only
-    at the end). Results (``{dataset: {metric: float}}``) are published as ``dataset/metric``."""
+    at the end), and before training when ``at_start``. Results (``{dataset: {metric: float}}``)
+    are published as ``dataset/metric``."""
 
-    def __init__(self, period: int, eval_function: Callable[[], Dict]):
+    def __init__(self, period: int, eval_function: Callable[[], Dict], *, at_start: bool = False):
         self.period = period
         self._func = eval_function
+        self.at_start = at_start
+
+    def before_train(self):
+        if self.at_start and self.trainer.start_iter == 0:
+            logger.info("Evaluating the model before training")
+            self._do_eval()
 
     def _do_eval(self):
         results = self._func()

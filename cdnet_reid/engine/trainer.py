@@ -136,7 +136,7 @@ class DefaultTrainer(SimpleTrainer):
         hook_list: List[HookBase] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
-            hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate),
+            hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate, at_start=cfg.TEST.EVAL_AT_START),
         ]
         if cfg.TEST.BEST_METRIC:
             hook_list.append(hooks.BestCheckpointer(self.checkpointer, cfg.TEST.BEST_METRIC,
