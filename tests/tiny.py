@@ -48,7 +48,7 @@ def tiny_opts(output_dir, data_root):
     """Command-line overrides that train TinyNet on TinySyntheticReID in seconds on CPU."""
     return [
         "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "TinyNet", "MODEL.HEADS.NAME", "BLNeck",
-        "MODEL.HEADS.FC_DIMS", "[32]",
+        "MODEL.HEADS.FC_DIMS", "[32]", "MODEL.HEADS.DROPOUT", "0.0",
         "DATASETS.NAMES", "('TinySyntheticReID',)", "DATASETS.TESTS", "('TinySyntheticReID',)",
         "DATASETS.ROOT", str(data_root), "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]",
         "INPUT.PADDING.SIZE", "2", "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_INSTANCE", "4",

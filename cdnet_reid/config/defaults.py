@@ -26,20 +26,35 @@ _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
 
 _C.MODEL.BACKBONE = CN()
-# Name in BACKBONE_REGISTRY.
-_C.MODEL.BACKBONE.NAME = "MobileNetV2"
-# Width multiplier (backbones that support it).
+# Name in BACKBONE_REGISTRY: "CDNet", "CNet" (or a project's backbone).
+_C.MODEL.BACKBONE.NAME = "CDNet"
+# Channel multiplier; each width becomes floor(PLANES[i] * WIDTH_MULT / 4) * 4.
 _C.MODEL.BACKBONE.WIDTH_MULT = 1.0
+# CDNet/CNet: the searched architecture. A shipped name ("cdnet_top2", "cnet_top2"), or a genotype
+# JSON file (ours or the authors' format): absolute, relative to the config file, or to the cwd.
+_C.MODEL.BACKBONE.GENOTYPE = "cdnet_top2"
+# Searchable blocks per stage (a DownSample follows every stage but the last).
+_C.MODEL.BACKBONE.STAGES = [2, 2, 2]
+# Stem width followed by the width of every stage (len(STAGES) + 1 entries).
+_C.MODEL.BACKBONE.PLANES = [64, 256, 384, 512]
+# The shared SE-style gate on both branches of every combined block.
+_C.MODEL.BACKBONE.ADAPTIVE_FUSION = True
+# "imagenet": 7x7/2 conv + max-pool (stride 4); "cifar": 3x3/1 conv (stride 1, for 32x32 images).
+_C.MODEL.BACKBONE.STEM = "imagenet"
 
 _C.MODEL.HEADS = CN()
-# Name in HEAD_REGISTRY.
-_C.MODEL.HEADS.NAME = "BLNeck"
+# Name in HEAD_REGISTRY: "FBLNeck" (the paper's re-ID neck), "GlobalNeck" (its global branch
+# only: the ImageNet neck), "BLNeck".
+_C.MODEL.HEADS.NAME = "FBLNeck"
 # Number of training classes. 0 = filled in from the training set when training starts.
 _C.MODEL.HEADS.NUM_CLASSES = 0
 # Hidden layers of the classification branch: Linear -> BN1d -> ReLU per entry.
 _C.MODEL.HEADS.FC_DIMS = [512]
 # Dropout probability on the pooled features (0 disables it).
-_C.MODEL.HEADS.DROPOUT = 0.0
+_C.MODEL.HEADS.DROPOUT = 0.2
+# FBLNeck: horizontal strips of the local branch, and the width of its 1x1 squeeze conv.
+_C.MODEL.HEADS.NUM_PARTS = 2
+_C.MODEL.HEADS.PART_DIM = 128
 # Classification mode: eval returns class scores instead of the re-ID embedding.
 _C.MODEL.HEADS.CLASSIFICATION = False
 

@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from . import backbones, heads, meta_arch  # noqa: F401  (registration side effects)
+from . import backbones, cdnet, heads, meta_arch  # noqa: F401  (registration side effects)
 from .backbones import Backbone, ShapeSpec
 from .registry import (BACKBONE_REGISTRY, HEAD_REGISTRY, META_ARCH_REGISTRY, build_backbone,
                        build_head, lookup)

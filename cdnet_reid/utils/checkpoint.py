@@ -17,7 +17,7 @@ missing/unexpected keys are logged in grouped form by fvcore.
 import logging
 import os
 import tempfile
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
@@ -25,6 +25,18 @@ from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 from .file_io import PathManager
 
 logger = logging.getLogger(__name__)
+
+#: ``(name, detect(state_dict) -> bool, convert(state_dict, model_keys) -> state_dict)`` for
+#: foreign checkpoint layouts (e.g. the CDNet authors' released files); see
+#: :func:`register_state_dict_converter`.
+_CONVERTERS: List[Tuple[str, Callable, Callable]] = []
+
+
+def register_state_dict_converter(name: str, detect: Callable[[Dict], bool],
+                                  convert: Callable[[Dict, Iterable[str]], Dict]) -> None:
+    """Teach :class:`Checkpointer` a foreign key layout: model weights for which ``detect`` is true
+    are renamed with ``convert`` (given the target model's keys) before loading."""
+    _CONVERTERS.append((name, detect, convert))
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
@@ -90,6 +102,16 @@ class Checkpointer(_FvcoreCheckpointer):
             raise FileNotFoundError(
                 f"checkpoint not found: {path!r} (check MODEL.WEIGHTS or the --resume folder)")
         return super().load(path, checkpointables)
+
+    def _load_model(self, checkpoint: Any):
+        weights = checkpoint["model"]
+        for name, detect, convert in _CONVERTERS:
+            if detect(weights):
+                checkpoint["model"] = convert(weights, self.model.state_dict().keys())
+                self.logger.info("Recognised the %s checkpoint layout; mapped its %d keys onto this "
+                                 "model's names", name, len(weights))
+                break
+        return super()._load_model(checkpoint)
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
         try:

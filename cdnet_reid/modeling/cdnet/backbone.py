@@ -1,0 +1,94 @@
+"""CNet and CDNet backbones built from a genotype (spec MODEL_AND_SEARCH §3)."""
+
+from collections import OrderedDict
+from typing import Dict, List, Sequence
+
+from torch import Tensor, nn
+
+from ..backbones import Backbone, ShapeSpec
+from ..registry import BACKBONE_REGISTRY
+from .genotype import Genotype, load_genotype
+from .ops import DownSample, Stem, build_block, init_weights
+
+
+def make_divisible(value: float, divisor: int = 4) -> int:
+    """``floor(value / divisor) * divisor``: the original code floors (never rounds up)."""
+    return int(value // divisor) * divisor
+
+
+class SearchedNet(Backbone):
+    """Stem, then ``len(stages)`` stages of searched blocks, a DownSample after every stage but the
+    last. Stage ``i`` has ``stages[i]`` blocks; its first block maps ``planes[i] -> planes[i+1]``.
+
+    ``forward`` returns one map per stage, named ``stage1..stageN``, taken after the stage's
+    DownSample (the last stage: its final block). With the paper's settings at 256×128 these are
+    256×32×16, 384×16×8 and 512×16×8.
+    """
+
+    space = ""  # "cdnet" or "cnet": which candidate table the genotype must come from
+
+    def __init__(self, *, genotype: Genotype, stages: Sequence[int] = (2, 2, 2),
+                 planes: Sequence[int] = (64, 256, 384, 512), width_mult: float = 1.0,
+                 adaptive_fusion: bool = True, stem: str = "imagenet"):
+        super().__init__()
+        name = type(self).__name__
+        if genotype.space != self.space:
+            raise ValueError(f"{name} needs a {self.space} genotype, got a {genotype.space} one "
+                             f"(entries {[list(e) for e in genotype.layers[:2]]}...)")
+        if not stages or min(stages) < 1:
+            raise ValueError(f"MODEL.BACKBONE.STAGES must be positive block counts, got {list(stages)}")
+        if len(planes) != len(stages) + 1:
+            raise ValueError(f"MODEL.BACKBONE.PLANES needs len(STAGES) + 1 = {len(stages) + 1} "
+                             f"entries (stem + one per stage), got {list(planes)}")
+        genotype.validate(num_layers=sum(stages))
+        self.genotype = genotype
+        self.planes = [make_divisible(p * width_mult) for p in planes]
+        self.stem = Stem(self.planes[0], stem)
+
+        cells: List[nn.Module] = []
+        self._taps: Dict[int, str] = {}  # cell index -> output name
+        self._shapes: "OrderedDict[str, ShapeSpec]" = OrderedDict()
+        layer, stride = 0, self.stem.stride
+        for i, depth in enumerate(stages):
+            c_in, c_out = self.planes[i], self.planes[i + 1]
+            for j in range(depth):
+                cells.append(build_block(genotype.layers[layer], c_in if j == 0 else c_out, c_out,
+                                         adaptive_fusion=adaptive_fusion))
+                layer += 1
+            if i < len(stages) - 1:
+                cells.append(DownSample(c_out))
+                stride *= 2
+            self._taps[len(cells) - 1] = f"stage{i + 1}"
+            self._shapes[f"stage{i + 1}"] = ShapeSpec(c_out, stride)
+        self.cells = nn.ModuleList(cells)
+        init_weights(self)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        b = cfg.MODEL.BACKBONE
+        return dict(genotype=load_genotype(b.GENOTYPE), stages=list(b.STAGES), planes=list(b.PLANES),
+                    width_mult=b.WIDTH_MULT, adaptive_fusion=b.ADAPTIVE_FUSION, stem=b.STEM)
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        x = self.stem(x)
+        out = OrderedDict()
+        for i, cell in enumerate(self.cells):
+            x = cell(x)
+            if i in self._taps:
+                out[self._taps[i]] = x
+        return out
+
+    def output_shape(self) -> "OrderedDict[str, ShapeSpec]":
+        return OrderedDict(self._shapes)
+
+
+@BACKBONE_REGISTRY.register()
+class CDNet(SearchedNet):
+    """CDNet: every searchable layer is a combined-depth block ``[k1, k2, r]`` (r stacked CBlocks)."""
+    space = "cdnet"
+
+
+@BACKBONE_REGISTRY.register()
+class CNet(SearchedNet):
+    """CNet: every searchable layer is one combined block ``[k1, k2]``."""
+    space = "cnet"

@@ -1,0 +1,80 @@
+"""The authors' released checkpoints (solicucu/ReID) <-> our module names.
+
+Their files are plain state dicts of ``BaseNet`` (spec MODEL_AND_SEARCH §6): the backbone under
+``base.`` (e.g. ``base.cells.4.ops.1.conv1.0.op.2.weight``) and the neck under ``neck.``. Our
+modules mirror their structure, so the mapping is a fixed renaming:
+
+=====================================  ====================================
+authors                                ours
+=====================================  ====================================
+``base.``                              ``backbone.``
+``neck.``                              ``head.``
+``stem.conv1.op.``                     ``stem.conv.``
+``cells.<c>.ops.<j>.`` (CDBlock)       ``cells.<c>.blocks.<j>.``
+``.op.`` (conv-BN wrappers)            ``.``
+``adaption.`` (shared gate)            ``gate.``
+``cells.<c>.conv1x1.`` (DownSample)    ``cells.<c>.conv.``
+``neck.global_fcs/global_classifier``  ``head.fcs/classifier`` when the model's neck is the
+                                       global-only one (their ImageNet neck)
+=====================================  ====================================
+"""
+
+import re
+from typing import Dict, Iterable, Optional
+
+from torch import Tensor
+
+_FORWARD = [
+    (re.compile(r"^base\."), "backbone."),
+    (re.compile(r"^neck\."), "head."),
+    (re.compile(r"\.stem\.conv1\.op\."), ".stem.conv."),
+    (re.compile(r"\.ops\.(\d+)\."), r".blocks.\1."),
+    (re.compile(r"\.op\."), "."),
+    (re.compile(r"\.adaption\."), ".gate."),
+    (re.compile(r"\.conv1x1\."), ".conv."),
+]
+
+
+def is_authors_state_dict(state_dict: Dict[str, Tensor]) -> bool:
+    """True for a state dict in the authors' layout (``base.*`` backbone keys)."""
+    return any(_strip(k).startswith("base.") for k in state_dict)
+
+
+def _strip(key: str) -> str:
+    return key[len("module."):] if key.startswith("module.") else key
+
+
+def authors_to_ours(state_dict: Dict[str, Tensor],
+                    model_keys: Optional[Iterable[str]] = None) -> Dict[str, Tensor]:
+    """Rename an authors' state dict to our keys. ``model_keys`` (the target model's state-dict
+    keys) decides where their global-only ImageNet neck goes (``head.fcs`` vs ``head.global_fcs``)."""
+    model_keys = set(model_keys or ())
+    global_only = "head.fcs.0.weight" in model_keys and "head.global_fcs.0.weight" not in model_keys
+    out = {}
+    for key, value in state_dict.items():
+        new = _strip(key)
+        for pattern, repl in _FORWARD:
+            new = pattern.sub(repl, new)
+        if global_only:
+            new = new.replace("head.global_fcs.", "head.fcs.").replace("head.global_classifier.", "head.classifier.")
+        out[new] = value
+    return out
+
+
+def ours_to_authors(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Inverse renaming: our keys -> the authors' (for exchanging weights with their code)."""
+    out = {}
+    for key, value in state_dict.items():
+        new = re.sub(r"^backbone\.", "base.", key)
+        new = re.sub(r"^head\.", "neck.", new)
+        new = re.sub(r"^neck\.fcs\.", "neck.global_fcs.", new)
+        new = re.sub(r"^neck\.classifier\.", "neck.global_classifier.", new)
+        new = re.sub(r"^base\.stem\.conv\.", "base.stem.conv1.op.", new)
+        new = re.sub(r"\.blocks\.(\d+)\.", r".ops.\1.", new)
+        new = re.sub(r"\.gate\.", ".adaption.", new)
+        # conv-BN wrappers: squeeze/restore/expand/DownSample conv and each lite unit gain ".op."
+        new = re.sub(r"\.(squeeze|restore|expand)\.(\d+)\.", r".\1.op.\2.", new)
+        new = re.sub(r"^(base\.cells\.\d+)\.conv\.(\d+)\.", r"\1.conv1x1.op.\2.", new)
+        new = re.sub(r"\.(conv1|conv2)\.(\d+)\.(\d+)\.", r".\1.\2.op.\3.", new)
+        out[new] = value
+    return out
