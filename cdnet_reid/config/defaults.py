@@ -187,6 +187,38 @@ _C.TEST.MAX_RANK = 50
 _C.TEST.BEST_METRIC = "mAP"
 
 # ---------------------------------------------------------------------------------------------- #
+# Architecture search (SearchTrainer; spec MODEL_AND_SEARCH §8-9)
+# ---------------------------------------------------------------------------------------------- #
+_C.SEARCH = CN()
+# Train with SearchTrainer (alternating weight / architecture steps) instead of DefaultTrainer.
+_C.SEARCH.ENABLED = False
+# "topk": the paper's top-k sampling with straight-through weights (only k candidates run);
+# "softmax": DARTS (every candidate runs, softmax-weighted).
+_C.SEARCH.MODE = "topk"
+_C.SEARCH.TOPK = 2
+# Initial value of every architecture logit (the authors': 1e-3, all tied; ties are broken by a
+# seeded random order per layer).
+_C.SEARCH.ALPHA_INIT = 1e-3
+# Architecture optimizer: Adam(lr, betas, L2 weight decay), LR x ARCH_GAMMA at ARCH_MILESTONES
+# (1-based epochs).
+_C.SEARCH.ARCH_LR = 3e-4
+_C.SEARCH.ARCH_BETAS = [0.5, 0.999]
+_C.SEARCH.ARCH_WEIGHT_DECAY = 1e-3
+_C.SEARCH.ARCH_MILESTONES = [80, 160]
+_C.SEARCH.ARCH_GAMMA = 0.1
+# Second-order (unrolled) DARTS gradient for the architecture step; softmax mode only.
+_C.SEARCH.UNROLLED = False
+# Split of every training identity's images into a weight part and an architecture part:
+# "disjoint" (no image in both) or "authors" (the original's overlapping split, spec §8.5).
+_C.SEARCH.SPLIT = "disjoint"
+# Images per identity in the architecture part.
+_C.SEARCH.ARCH_IMAGES_PER_ID = 4
+# Write the derived genotype every GENOTYPE_PERIOD epochs (and at the end).
+_C.SEARCH.GENOTYPE_PERIOD = 10
+# Also write the genotypes in the authors' JSON format.
+_C.SEARCH.AUTHORS_FORMAT = False
+
+# ---------------------------------------------------------------------------------------------- #
 # Misc
 # ---------------------------------------------------------------------------------------------- #
 _C.OUTPUT_DIR = "logs/default"
@@ -197,3 +229,59 @@ _C.DETERMINISTIC = False
 _C.CUDNN_BENCHMARK = False
 # Console/metrics-file period in iterations.
 _C.LOG_PERIOD = 20
+
+# ---------------------------------------------------------------------------------------------- #
+# Real datasets, classification tasks and ImageNet pre-training (issue 5)
+# ---------------------------------------------------------------------------------------------- #
+# ImageNet (or any) checkpoint used to initialise a fresh run: every key whose name and shape
+# match is loaded, classifiers ("classifier" in the key) never are; what was not loaded is logged.
+# Applied only when training starts from scratch: --resume from a checkpoint of OUTPUT_DIR ignores
+# it. MODEL.WEIGHTS, if also set, is loaded after it.
+_C.MODEL.PRETRAIN_PATH = ""
+# Undecodable or missing image files: "fail" stops with an error naming the file; "skip" logs the
+# path and a running count and goes on: in training the image is replaced by another image of the
+# same identity/class (so a P x K batch keeps P identities x K images), in evaluation it is left
+# out of the metrics. Never retried; an identity without any readable image still fails.
+_C.DATALOADER.ON_BAD_IMAGE = "fail"
+# MSMT17: also train on list_val.txt (the full 32,621-image training set); off = list_train.txt
+# only (30,248 images), the common protocol and the paper's.
+_C.DATASETS.MSMT17_COMBINE_VAL = False
+# CustomReID: its folder, relative to DATASETS.ROOT or absolute (layouts: datasets/README.md).
+_C.DATASETS.CUSTOM_DIR = ""
+# (Classification datasets -- CIFAR100, ImageNet -- always train with a shuffled TrainingSampler,
+# whatever DATALOADER.SAMPLER_TRAIN says, and are evaluated with exact top-1/top-5.)
+# Cutout (DeVries & Taylor) on every training image, a LENGTH x LENGTH square (clipped at the
+# borders) filled with MODEL.PIXEL_MEAN, i.e. zero after normalisation (the CIFAR-100 recipe).
+_C.INPUT.CUTOUT = CN()
+_C.INPUT.CUTOUT.ENABLED = False
+_C.INPUT.CUTOUT.LENGTH = 16
+# RandomResizedCrop to SIZE_TRAIN (area fraction SCALE, aspect ratio w/h RATIO) instead of the exact
+# resize (the ImageNet recipe; combine with PADDING.ENABLED False).
+_C.INPUT.RANDOM_RESIZED_CROP = CN()
+_C.INPUT.RANDOM_RESIZED_CROP.ENABLED = False
+_C.INPUT.RANDOM_RESIZED_CROP.SCALE = [0.08, 1.0]
+_C.INPUT.RANDOM_RESIZED_CROP.RATIO = [0.75, 1.3333333333333333]
+# Test resize: > 0 resizes the shorter side to this many pixels, then centre-crops SIZE_TEST
+# (ImageNet: 256 then 224); 0 resizes to exactly SIZE_TEST.
+_C.INPUT.RESIZE_SHORT_TEST = 0
+
+# ---------------------------------------------------------------------------------------------- #
+# Test-time re-ranking and query expansion (issue 6; cdnet_reid/evaluation/rerank.py and
+# query_expansion.py). Order in ReidEvaluator: FEAT_NORM -> AQE (-> FEAT_NORM) -> distances ->
+# re-ranking. Both are memory-bounded (chunked), MSMT17-sized test sets included.
+# ---------------------------------------------------------------------------------------------- #
+# k-reciprocal re-ranking (Zhong et al., CVPR 2017) of the query x gallery distances:
+# final = (1 - LAMBDA) * Jaccard(k-reciprocal sets of K1 neighbours, local expansion over K2)
+#         + LAMBDA * row-normalised original distance.
+_C.TEST.RERANK = CN()
+_C.TEST.RERANK.ENABLED = False
+_C.TEST.RERANK.K1 = 20
+_C.TEST.RERANK.K2 = 6
+_C.TEST.RERANK.LAMBDA = 0.3
+# Average query expansion (alpha-weighted, fast-reid's "aqe"): QE_TIME times, every query and
+# gallery embedding becomes the mean of its QE_K most similar embeddings weighted by sim**ALPHA.
+_C.TEST.AQE = CN()
+_C.TEST.AQE.ENABLED = False
+_C.TEST.AQE.QE_TIME = 1
+_C.TEST.AQE.QE_K = 5
+_C.TEST.AQE.ALPHA = 3.0

@@ -93,6 +93,7 @@ def write_config(cfg: CfgNode) -> str:
     """Write the merged config to ``OUTPUT_DIR/config.yaml`` (main process); return the path."""
     path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
     if comm.is_main_process():
+        PathManager.mkdirs(cfg.OUTPUT_DIR)
         with PathManager.open(path, "w") as f:
             f.write(cfg.dump())
     return path
@@ -106,9 +107,20 @@ def setup_cfg(args: argparse.Namespace, extra_config: Optional[Callable[[CfgNode
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
+    _resolve_relative_paths(cfg, os.path.dirname(os.path.abspath(args.config_file)) if args.config_file else None)
     default_setup(cfg, args)
     cfg.freeze()
     return cfg
+
+
+def _resolve_relative_paths(cfg: CfgNode, config_dir: Optional[str]) -> None:
+    """A relative ``MODEL.BACKBONE.GENOTYPE`` file found next to the config file becomes absolute,
+    so runs do not depend on the working directory (shipped names are left alone)."""
+    geno = cfg.MODEL.BACKBONE.get("GENOTYPE", "")
+    if config_dir and geno and not os.path.isabs(geno):
+        candidate = os.path.join(config_dir, geno)
+        if os.path.isfile(candidate):
+            cfg.MODEL.BACKBONE.GENOTYPE = candidate
 
 
 def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
@@ -121,7 +133,12 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
     from .trainer import DefaultTrainer
 
     cfg = setup_cfg(args, extra_config)
-    trainer_cls = trainer_cls or DefaultTrainer
+    if trainer_cls is None:
+        if cfg.SEARCH.ENABLED:
+            from ..search import SearchTrainer
+            trainer_cls = SearchTrainer
+        else:
+            trainer_cls = DefaultTrainer
     if args.eval_only:
         model = trainer_cls.build_model_for_eval(cfg, resume=args.resume)
         return trainer_cls.test(cfg, model)

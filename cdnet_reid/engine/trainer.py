@@ -10,13 +10,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import CfgNode
-from ..data import build_reid_test_loader, build_reid_train_loader
+from ..data import (build_cls_test_loader, build_cls_train_loader, build_reid_test_loader,
+                    build_reid_train_loader, dataset_task, train_task)
 from ..data.common import SeededSampler
-from ..evaluation import ReidEvaluator, inference_on_dataset, print_results
+from ..evaluation import ClassificationEvaluator, ReidEvaluator, inference_on_dataset, print_results
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer
+from ..utils.pretrain import load_pretrained
 from ..utils.events import CommonMetricPrinter, JSONWriter, build_tensorboard_writer
 from . import hooks
 from .defaults import write_config
@@ -73,7 +75,11 @@ class DefaultTrainer(SimpleTrainer):
     # ------------------------------------------------------------------ construction
     @classmethod
     def build_train_loader(cls, cfg):
-        """The infinite training loader (default: ``build_reid_train_loader``). Override for other data."""
+        """The infinite training loader, by the task of ``DATASETS.NAMES`` (the datasets' ``task``
+        attribute): ``build_reid_train_loader`` (re-ID) or ``build_cls_train_loader``
+        (classification). Override for other data."""
+        if train_task(cfg) == "classification":
+            return build_cls_train_loader(cfg)
         return build_reid_train_loader(cfg)
 
     @classmethod
@@ -106,10 +112,16 @@ class DefaultTrainer(SimpleTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str):
-        """``(loader, evaluator)`` for ``dataset_name``. Override for other tasks or metrics."""
+        """``(loader, evaluator)`` for ``dataset_name``: re-ID ranking metrics, or exact top-1/top-5
+        for a classification dataset. Override for other tasks or metrics."""
+        if dataset_task(dataset_name) == "classification":
+            return build_cls_test_loader(cfg, dataset_name), ClassificationEvaluator(topk=(1, 5))
         loader, num_query = cls.build_test_loader(cfg, dataset_name)
+        rr, qe = cfg.TEST.RERANK, cfg.TEST.AQE
         evaluator = ReidEvaluator(num_query, metric=cfg.TEST.METRIC, feat_norm=cfg.TEST.FEAT_NORM,
-                                  max_rank=cfg.TEST.MAX_RANK)
+                                  max_rank=cfg.TEST.MAX_RANK, rerank=rr.ENABLED, rerank_k1=rr.K1,
+                                  rerank_k2=rr.K2, rerank_lambda=rr.LAMBDA, aqe=qe.ENABLED,
+                                  aqe_times=qe.QE_TIME, aqe_k=qe.QE_K, aqe_alpha=qe.ALPHA)
         return loader, evaluator
 
     def build_checkpointer(self, cfg) -> Checkpointer:
@@ -125,8 +137,15 @@ class DefaultTrainer(SimpleTrainer):
         return writers + ([tb] if tb is not None else [])
 
     def checkpoint_extra(self) -> dict:
-        """Plain data stored in every checkpoint besides the state dicts."""
-        return {"config": self.cfg.dump(), "num_classes": self.cfg.MODEL.HEADS.NUM_CLASSES}
+        """Plain data stored in every checkpoint besides the state dicts (config, classes and,
+        for searched backbones, the genotype the network was built from)."""
+        extra = {"config": self.cfg.dump(), "num_classes": self.cfg.MODEL.HEADS.NUM_CLASSES}
+        genotype = getattr(getattr(unwrap(self.model), "backbone", None), "genotype", None)
+        if callable(genotype):  # a supernet derives its current genotype
+            genotype = genotype()
+        if genotype is not None:
+            extra["genotype"] = genotype.to_dict()
+        return extra
 
     def build_hooks(self) -> List[HookBase]:
         """The default hooks, in order. Evaluation runs before the checkpointers, so a checkpoint
@@ -146,6 +165,9 @@ class DefaultTrainer(SimpleTrainer):
                                                     extra=self.checkpoint_extra))
         if comm.is_main_process():
             hook_list.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.LOG_PERIOD))
+            hook_list.append(hooks.PlotTrainingCurves(  # OUTPUT_DIR/training_curves.png
+                os.path.join(cfg.OUTPUT_DIR, "metrics.json"),
+                os.path.join(cfg.OUTPUT_DIR, "training_curves.png")))
         return hook_list
 
     # ------------------------------------------------------------------ configuration helpers
@@ -175,16 +197,21 @@ class DefaultTrainer(SimpleTrainer):
     # ------------------------------------------------------------------ running
     def resume_or_load(self, resume: bool = True) -> None:
         """``resume``: restore everything from the last checkpoint of ``OUTPUT_DIR`` (if any).
-        Otherwise load the weights of ``MODEL.WEIGHTS`` (if set) and start from iteration 0."""
+        Otherwise initialise from ``MODEL.PRETRAIN_PATH`` (if set: matching non-classifier
+        tensors), then load the weights of ``MODEL.WEIGHTS`` (if set), and start from iteration 0."""
         if resume and self.checkpointer.has_checkpoint():
             path = self.checkpointer.get_checkpoint_file()
             extra = self.checkpointer.load(path)
             self.start_iter = int(extra.get("iteration", 0))
             logger.info("Resumed from %s at iteration %d (epoch %d)", path, self.start_iter,
                         self.start_iter // self.iters_per_epoch)
+            if self.cfg.MODEL.PRETRAIN_PATH:
+                logger.info("MODEL.PRETRAIN_PATH is not applied when resuming")
         else:
             if resume:
                 logger.info("--resume: no checkpoint in %s, starting from scratch", self.cfg.OUTPUT_DIR)
+            if self.cfg.MODEL.PRETRAIN_PATH:
+                load_pretrained(unwrap(self.model), self.cfg.MODEL.PRETRAIN_PATH)
             if self.cfg.MODEL.WEIGHTS:
                 self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
             self.start_iter = 0

@@ -1,0 +1,145 @@
+"""Search supernets over the CNet and CDNet spaces (spec MODEL_AND_SEARCH §8.1-8.2).
+
+The skeleton is the final network's (stem, stages of searchable layers, DownSamples), but every
+searchable layer is a :class:`MixedOp` holding all candidates with their own weights. The
+architecture logits ``alphas`` (layers × candidates) are an ``nn.Parameter`` of the backbone, so
+they are saved in checkpoints and move with ``.to()``; the trainer keeps them out of the weight
+optimizer (:meth:`arch_parameters` / :meth:`weight_parameters`).
+"""
+
+from collections import OrderedDict
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..backbones import Backbone, ShapeSpec
+from ..heads.bl_neck import BLNeck
+from ..registry import BACKBONE_REGISTRY, HEAD_REGISTRY
+from .backbone import make_divisible
+from .genotype import CANDIDATES, Genotype
+from .mixed_op import MODES, MixedOp, topk_weights
+from .ops import DownSample, Stem, build_block, conv1x1_bn, init_weights
+
+
+class Supernet(Backbone):
+    """The search network of one space; ``forward`` returns the stage maps like CDNet/CNet."""
+
+    space = ""
+
+    def __init__(self, *, stages: Sequence[int] = (2, 2, 2), planes: Sequence[int] = (64, 256, 384, 512),
+                 width_mult: float = 1.0, adaptive_fusion: bool = True, stem: str = "imagenet",
+                 mode: str = "topk", topk: int = 2, alpha_init: float = 1e-3, seed: int = 0):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"SEARCH.MODE must be one of {MODES}, got {mode!r}")
+        if len(planes) != len(stages) + 1:
+            raise ValueError(f"MODEL.BACKBONE.PLANES needs len(STAGES) + 1 entries, got {list(planes)}")
+        table = CANDIDATES[self.space]
+        if not 1 <= topk <= len(table):
+            raise ValueError(f"SEARCH.TOPK must be in [1, {len(table)}], got {topk}")
+        self.mode, self.topk = mode, topk
+        self.planes = [make_divisible(p * width_mult) for p in planes]
+        self.stem = Stem(self.planes[0], stem)
+        cells: List[nn.Module] = []
+        self._taps: Dict[int, str] = {}
+        self._shapes: "OrderedDict[str, ShapeSpec]" = OrderedDict()
+        stride = self.stem.stride
+        for i, depth in enumerate(stages):
+            c_in, c_out = self.planes[i], self.planes[i + 1]
+            for j in range(depth):
+                cells.append(MixedOp([build_block(entry, c_in if j == 0 else c_out, c_out,
+                                                  adaptive_fusion=adaptive_fusion) for entry in table]))
+            if i < len(stages) - 1:
+                cells.append(DownSample(c_out))
+                stride *= 2
+            self._taps[len(cells) - 1] = f"stage{i + 1}"
+            self._shapes[f"stage{i + 1}"] = ShapeSpec(c_out, stride)
+        self.cells = nn.ModuleList(cells)
+        num_layers = sum(stages)
+        # The authors initialise every logit to 1e-3 (all tied); ties are then broken by a fixed
+        # random order per layer drawn from the seed, so the first selections are reproducible
+        # and differ between layers (the original's were whatever topk returned on its device).
+        self.alphas = nn.Parameter(torch.full((num_layers, len(table)), float(alpha_init)))
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("tie_order", torch.stack([torch.randperm(len(table), generator=g)
+                                                       for _ in range(num_layers)]))
+        init_weights(self)
+        with torch.no_grad():
+            self.alphas.fill_(float(alpha_init))
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        b, s = cfg.MODEL.BACKBONE, cfg.SEARCH
+        return dict(stages=list(b.STAGES), planes=list(b.PLANES), width_mult=b.WIDTH_MULT,
+                    adaptive_fusion=b.ADAPTIVE_FUSION, stem=b.STEM, mode=s.MODE, topk=s.TOPK,
+                    alpha_init=s.ALPHA_INIT, seed=max(cfg.SEED, 0))
+
+    def arch_parameters(self) -> List[nn.Parameter]:
+        return [self.alphas]
+
+    def weight_parameters(self) -> List[nn.Parameter]:
+        return [p for p in self.parameters() if p is not self.alphas]
+
+    def selection(self):
+        """``(weights, selected)`` for the current α: per-layer weights, and the indices to run
+        (``None`` in softmax mode)."""
+        if self.mode == "softmax":
+            return torch.softmax(self.alphas, dim=-1), None
+        w, selected = topk_weights(self.alphas, self.topk, self.tie_order)
+        return w, selected.tolist()
+
+    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+        weights, selected = self.selection()
+        x = self.stem(x)
+        out = OrderedDict()
+        layer = 0
+        for i, cell in enumerate(self.cells):
+            if isinstance(cell, MixedOp):
+                x = cell(x, weights[layer], None if selected is None else selected[layer])
+                layer += 1
+            else:
+                x = cell(x)
+            if i in self._taps:
+                out[self._taps[i]] = x
+        return out
+
+    def output_shape(self):
+        return OrderedDict(self._shapes)
+
+    @torch.no_grad()
+    def probabilities(self) -> Tensor:
+        return torch.softmax(self.alphas.detach().float().cpu(), dim=-1)
+
+    def genotype(self, meta: dict = None) -> Genotype:
+        """The derived architecture: the argmax candidate of every layer (the authors' rule),
+        with the logits and ``meta`` attached."""
+        return Genotype.from_alphas(self.space, self.alphas.detach().float().cpu().tolist(), meta)
+
+
+@BACKBONE_REGISTRY.register()
+class CDNetSupernet(Supernet):
+    """Supernet of the CDNet space: 12 combined-depth candidates per layer."""
+    space = "cdnet"
+
+
+@BACKBONE_REGISTRY.register()
+class CNetSupernet(Supernet):
+    """Supernet of the CNet space: 6 combined-block candidates per layer."""
+    space = "cnet"
+
+
+@HEAD_REGISTRY.register()
+class SearchHead(BLNeck):
+    """The search head of the original code (spec §8.1): 1×1 conv-BN-ReLU on the last map, then the
+    BL neck (GAP -> dropout -> FC block -> classifier). Training: ``[(logits, feat)]``; eval: the
+    pooled feature."""
+
+    def __init__(self, *, in_channels: int, **kwargs):
+        super().__init__(in_channels=in_channels, **kwargs)
+        self.conv1x1 = conv1x1_bn(in_channels, in_channels)
+        init_weights(self.conv1x1)
+
+    def forward(self, features: Dict[str, Tensor]):
+        last = list(features.values())[-1]
+        return super().forward({"last": self.conv1x1(last)})

@@ -1,0 +1,165 @@
+"""``SearchTrainer``: the top-k sample architecture search (or DARTS) as a DefaultTrainer."""
+
+import logging
+import time
+
+import torch
+import torch.distributed as dist
+
+from ..data.build import build_reid_train_set
+from ..engine import hooks
+from ..engine.trainer import DefaultTrainer, create_ddp_model, unwrap
+from ..modeling.cdnet.supernet import Supernet
+from ..solver import LRMultiplier
+from ..utils import comm
+from .architect import first_order_grads, unrolled_grads
+from .data import build_pk_loader, split_per_identity, subset
+from .hooks import GenotypeHook
+
+logger = logging.getLogger(__name__)
+
+
+def _search_seed(cfg) -> int:
+    return cfg.SEED if cfg.SEED >= 0 else 0
+
+
+class SearchTrainer(DefaultTrainer):
+    """Alternates, every iteration, a weight step on a batch of the weight part of the training
+    set and an architecture step on a batch of the architecture part (weights first, as in the
+    paper). The architecture step computes gradients for the logits α only and updates them with
+    their own optimizer and schedule; the weight optimizer never sees α.
+    """
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.supernet = unwrap(self.model).backbone
+        if not isinstance(self.supernet, Supernet):
+            raise TypeError(f"SEARCH.ENABLED needs a supernet backbone (CDNetSupernet or CNetSupernet), "
+                            f"got MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}")
+        if cfg.SEARCH.UNROLLED and cfg.SEARCH.MODE != "softmax":
+            raise ValueError("SEARCH.UNROLLED (second-order DARTS) needs SEARCH.MODE softmax")
+        self.arch_loader = self.build_arch_loader(cfg)
+        self._arch_iter = None
+        self.arch_optimizer = self.build_arch_optimizer(cfg, self.supernet)
+        self.arch_scheduler = self.build_arch_scheduler(cfg, self.arch_optimizer, self.iters_per_epoch)
+        self.checkpointer.add_checkpointable("arch_optimizer", self.arch_optimizer)
+        self.checkpointer.add_checkpointable("arch_scheduler", self.arch_scheduler)
+        self.register_hooks([hooks.LRScheduler(self.arch_optimizer, self.arch_scheduler, name="arch_lr")],
+                            before=hooks.EvalHook)
+        self.register_hooks([GenotypeHook(self.supernet, cfg.OUTPUT_DIR, cfg.SEARCH.GENOTYPE_PERIOD,
+                                          authors_format=cfg.SEARCH.AUTHORS_FORMAT,
+                                          meta={"search": f"{cfg.SEARCH.MODE} (k={cfg.SEARCH.TOPK})",
+                                                "datasets": list(cfg.DATASETS.NAMES)})],
+                            before=hooks.PeriodicWriter)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _split(cls, cfg):
+        full = build_reid_train_set(cfg)
+        weight_idx, arch_idx = split_per_identity(full.pids, cfg.SEARCH.ARCH_IMAGES_PER_ID,
+                                                  cfg.SEARCH.SPLIT, seed=_search_seed(cfg))
+        if comm.is_main_process():
+            shared = len(set(weight_idx) & set(arch_idx))
+            logger.info("Search split (%s): %d images for the weights, %d for the architecture "
+                        "(%d in both)", cfg.SEARCH.SPLIT, len(weight_idx), len(arch_idx), shared)
+        return full, weight_idx, arch_idx
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """P×K loader over the weight part of the split."""
+        full, weight_idx, _ = cls._split(cfg)
+        return build_pk_loader(cfg, subset(full, weight_idx), seed=_search_seed(cfg))
+
+    @classmethod
+    def build_arch_loader(cls, cfg):
+        """P×K loader over the architecture part (its own sampler stream, cycled forever)."""
+        full, _, arch_idx = cls._split(cfg)
+        return build_pk_loader(cfg, subset(full, arch_idx), seed=_search_seed(cfg) + 1)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """The weight optimizer of ``cfg.SOLVER``; α is excluded (by identity)."""
+        from ..solver import build_optimizer
+
+        return build_optimizer(cfg, model, exclude=unwrap(model).backbone.arch_parameters())
+
+    @classmethod
+    def build_arch_optimizer(cls, cfg, supernet) -> torch.optim.Optimizer:
+        s = cfg.SEARCH
+        return torch.optim.Adam(supernet.arch_parameters(), lr=s.ARCH_LR, betas=tuple(s.ARCH_BETAS),
+                                weight_decay=s.ARCH_WEIGHT_DECAY)
+
+    @classmethod
+    def build_arch_scheduler(cls, cfg, optimizer, iters_per_epoch: int) -> LRMultiplier:
+        """α's LR: ``ARCH_LR × ARCH_GAMMA^k`` after k of ``ARCH_MILESTONES`` (1-based epochs)."""
+        from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+        s = cfg.SEARCH
+        max_iter = cfg.SOLVER.MAX_EPOCH * iters_per_epoch
+        its = [(m - 1) * iters_per_epoch for m in s.ARCH_MILESTONES if 0 < (m - 1) * iters_per_epoch < max_iter]
+        sched = MultiStepParamScheduler([s.ARCH_GAMMA ** k for k in range(len(its) + 1)],
+                                        num_updates=max_iter, milestones=its)
+        return LRMultiplier(optimizer, sched, max_iter)
+
+    def wrap_model(self, cfg, model):
+        # top-k runs only k candidates per layer: the others have no gradient in a step
+        return create_ddp_model(model, find_unused_parameters=cfg.SEARCH.MODE == "topk")
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        super().resume_or_load(resume)
+        sampler = self.arch_loader.batch_sampler.sampler
+        sampler.set_start(self.start_iter * self.arch_loader.batch_sampler.batch_size)
+
+    # ------------------------------------------------------------------ one iteration
+    @property
+    def _arch_data_iter(self):
+        if self._arch_iter is None:
+            self._arch_iter = iter(self.arch_loader)
+        return self._arch_iter
+
+    def run_step(self) -> None:
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        arch_data = next(self._arch_data_iter)
+        data_time = time.perf_counter() - start
+
+        # 1. weight step on the weight part (α is not in this optimizer)
+        loss_dict = self.forward_losses(data)
+        self.write_metrics(loss_dict, data_time)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.backward_and_step(sum(loss_dict.values()), self.optimizer)
+
+        # 2. architecture step on the architecture part: gradients for α only
+        arch_losses = self.arch_step(data, arch_data)
+        self.write_metrics(arch_losses, 0.0, prefix="arch/")
+
+    def arch_step(self, train_data, arch_data):
+        """One update of α; returns the architecture batch's losses. Runs in full precision on the
+        unwrapped model (no DDP hooks); α's gradient is averaged over ranks explicitly."""
+        module = unwrap(self.model)
+        alphas = self.supernet.arch_parameters()
+        if self.cfg.SEARCH.UNROLLED:
+            box = {}
+
+            def loss_fn(batch):
+                out = module(batch)
+                if batch is arch_data:
+                    box["losses"] = out
+                return sum(out.values())
+
+            grads = unrolled_grads(module, loss_fn, train_data, arch_data, alphas,
+                                   self.supernet.weight_parameters() + list(module.head.parameters()),
+                                   self.optimizer)
+            arch_losses = box["losses"]
+        else:
+            arch_losses = module(arch_data)
+            grads = first_order_grads(sum(arch_losses.values()), alphas)
+        if comm.get_world_size() > 1:
+            for g in grads:
+                dist.all_reduce(g)
+                g /= comm.get_world_size()
+        for a, g in zip(alphas, grads):
+            a.grad = g
+        self.arch_optimizer.step()
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        return arch_losses
