@@ -8,6 +8,11 @@ Each measurement: warm-up iterations, then ``--runs`` timed runs of ``--iters`` 
 the median images/s is reported (with min/max). Inference runs the eval model (embedding) under
 ``torch.inference_mode``; training runs forward + backward + SGD step on random P×K batches.
 CUDA timings synchronise before reading the clock.
+
+With ``--compare`` the inference table also holds, measured in the same run at the same input:
+the fast path (BatchNorm folded into the convolutions, channels-last), onnxruntime on the
+exported model (when onnxruntime is installed), and torchvision's MobileNetV2 and ResNet-50
+(random weights, features + global pooling), with the ratio of each to the plain path.
 """
 
 import argparse
@@ -56,6 +61,57 @@ def benchmark_inference(model, batch, size, device, args):
     return time_runs(step, batch, device, args.warmup, args.runs, args.iters)
 
 
+def _torchvision_embedder(name: str):
+    """torchvision backbone + global average pooling (an embedding model of the same job)."""
+    import torchvision
+
+    net = getattr(torchvision.models, name)(weights=None)
+    body = net.features if hasattr(net, "features") else torch.nn.Sequential(*list(net.children())[:-2])
+    return torch.nn.Sequential(body, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+
+def _onnxruntime_step(model, batch, size):
+    """A callable running the ONNX export of ``model`` in onnxruntime, or None if unavailable."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import tempfile
+
+    from cdnet_reid.export import export_onnx
+
+    path = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
+    export_onnx(model, path, size)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: (torch.rand(batch, 3, *size) * 255).numpy()}
+    return lambda: session.run(None, feed)
+
+
+def benchmark_comparison(model, batch, size, device, args):
+    """Rows ``[name, median, min, max]`` for the plain path and the alternatives (see --compare)."""
+    from cdnet_reid.modeling.fuse import fuse_for_inference
+
+    x = torch.rand(batch, 3, *size, device=device) * 255
+    candidates = [("plain (this config)", model.eval()), ("fast path (BN folded, channels-last)",
+                                                          fuse_for_inference(model))]
+    for name in ("mobilenet_v2", "resnet50"):
+        candidates.append((f"torchvision {name}", _torchvision_embedder(name).to(device).eval()))
+    rows = []
+    for name, net in candidates:
+        def step(net=net):
+            with torch.inference_mode():
+                net(x)
+        rows.append([name, *time_runs(step, batch, device, args.warmup, args.runs, args.iters)])
+    if device.type == "cpu":
+        ort_step = _onnxruntime_step(model, batch, size)
+        if ort_step is not None:
+            rows.insert(2, ["onnxruntime (exported model)",
+                            *time_runs(ort_step, batch, device, args.warmup, args.runs, args.iters)])
+    return rows
+
+
 def benchmark_training(model, batch, size, num_instances, device, args):
     model.train()
     x = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8, device=device)
@@ -81,6 +137,8 @@ def main():
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--iters", type=int, default=2, help="iterations per timed run")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--compare", action="store_true",
+                   help="inference: also the fast path, onnxruntime and torchvision baselines")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = p.parse_args()
     if args.threads:
@@ -107,6 +165,14 @@ def main():
         rows.append(["training", batch, "x".join(map(str, cfg.INPUT.SIZE_TRAIN)), f"{med:.1f}",
                      f"{lo:.1f}-{hi:.1f}"])
     name = f"{cfg.MODEL.BACKBONE.NAME} + {cfg.MODEL.HEADS.NAME}"
+    if args.compare:
+        comp = benchmark_comparison(model, args.batch_size, cfg.INPUT.SIZE_TEST, device, args)
+        plain = comp[0][1]
+        print(f"Inference, batch {args.batch_size} at {'x'.join(map(str, cfg.INPUT.SIZE_TEST))} on {device} "
+              f"({torch.get_num_threads()} threads), median of {args.runs} runs:")
+        print(tabulate([[n, f"{m:.1f}", f"{lo:.1f}-{hi:.1f}", f"{m / plain:.2f}x"] for n, m, lo, hi in comp],
+                       headers=["model", "images/s", "range", "vs plain"], tablefmt="pipe"))
+        print()
     print(f"{name} on {device} ({torch.get_num_threads()} CPU threads, torch {torch.__version__}), "
           f"median of {args.runs} runs x {args.iters} iterations after {args.warmup} warm-up:")
     print(tabulate(rows, headers=["mode", "batch", "input", "images/s (median)", "range"], tablefmt="pipe"))

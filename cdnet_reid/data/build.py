@@ -23,12 +23,29 @@ def resolve_data_root(cfg) -> str:
     return cfg.DATASETS.ROOT or os.environ.get(ENV_DATA_ROOT, "") or "datasets"
 
 
-def build_dataset(cfg, name: str):
-    """The registered dataset ``name`` under the configured data root."""
+def dataset_class(name: str):
+    """The class registered as ``name`` in ``DATASET_REGISTRY`` (an error lists the names)."""
     from ..modeling.registry import lookup
 
-    cls = lookup(DATASET_REGISTRY, name, "DATASETS.NAMES/TESTS entry")
-    return cls(root=resolve_data_root(cfg))
+    return lookup(DATASET_REGISTRY, name, "DATASETS.NAMES/TESTS entry")
+
+
+def dataset_task(name: str) -> str:
+    """The task of dataset ``name``: its class attribute ``task`` ("reid" when absent)."""
+    return getattr(dataset_class(name), "task", "reid")
+
+
+def build_dataset(cfg, name: str):
+    """The registered dataset ``name`` under the configured data root.
+
+    Constructed as ``cls(root=<data root>, **cls.from_config(cfg))``: a dataset's optional
+    ``from_config`` classmethod returns its per-dataset options read from the config (e.g. MSMT17's
+    ``DATASETS.MSMT17_COMBINE_VAL``); classes without it get ``root`` only.
+    """
+    cls = dataset_class(name)
+    from_config = getattr(cls, "from_config", None)
+    kwargs = from_config(cfg) if from_config is not None else {}
+    return cls(root=resolve_data_root(cfg), **kwargs)
 
 
 def _loader_kwargs(cfg) -> dict:
@@ -44,6 +61,9 @@ def build_reid_train_set(cfg) -> ImageDataset:
     """The training items of every ``DATASETS.NAMES`` dataset (pids namespaced), transformed."""
     splits = []
     for name in cfg.DATASETS.NAMES:
+        if dataset_task(name) != "reid":
+            raise ValueError(f"DATASETS.NAMES: {name} is a {dataset_task(name)} dataset; it cannot be "
+                             f"combined with re-ID datasets ({list(cfg.DATASETS.NAMES)})")
         ds = build_dataset(cfg, name)
         if comm.is_main_process():
             ds.log_summary()
@@ -51,7 +71,11 @@ def build_reid_train_set(cfg) -> ImageDataset:
     items = concat_train_items(splits)
     if not items:
         raise ValueError(f"the training sets {list(cfg.DATASETS.NAMES)} contain no images")
-    return ImageDataset(items, build_transforms(cfg, is_train=True))
+    if len(splits) > 1 and comm.is_main_process():
+        logger.info("Training on %d datasets %s together: %d identities (namespaced), %d images",
+                    len(splits), [n for n, _ in splits], len({p for _, p, _ in items}), len(items))
+    return ImageDataset(items, build_transforms(cfg, is_train=True),
+                        on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="same_id")
 
 
 def build_train_sampler(cfg, dataset: ImageDataset):
@@ -92,7 +116,11 @@ def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:
     ds = build_dataset(cfg, dataset_name)
     if comm.is_main_process():
         ds.log_summary()
-    dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False))
+    if not ds.query or not ds.gallery:
+        raise ValueError(f"{dataset_name} cannot be evaluated: it has {len(ds.query)} query and "
+                         f"{len(ds.gallery)} gallery images (DATASETS.TESTS)")
+    dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False),
+                           on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder")
     world = comm.get_world_size()
     batch = max(1, cfg.TEST.IMS_PER_BATCH // world)
     batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch, drop_last=False)

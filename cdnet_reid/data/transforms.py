@@ -1,4 +1,4 @@
-"""Image transforms of the re-ID pipeline (spec section 3.1) and reusable augmentations.
+"""Image transforms (re-ID, CIFAR-100 and ImageNet recipes, spec section 3) and reusable augmentations.
 
 Following the fast-reid convention the model normalises pixels itself, so every pipeline here ends
 with :class:`ToUint8Tensor` and produces a ``torch.uint8`` CHW tensor with 0-255 RGB values. The
@@ -53,9 +53,10 @@ class ToUint8Tensor:
             arr = arr[:, :, None]
         if arr.ndim != 3:
             raise ValueError(f"ToUint8Tensor expects an HWC image, got shape {arr.shape}")
-        if not arr.flags.writeable:  # torch.from_numpy warns on read-only arrays
-            arr = arr.copy()
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+        # HWC -> CHW copy in numpy: torch's (multi-threaded) copy of such a small tensor costs ~100x
+        # more when the cores are busy (main-process loading, DATALOADER.NUM_WORKERS 0). The copy
+        # is always writeable, so torch.from_numpy does not warn about read-only arrays.
+        return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -209,21 +210,33 @@ class Cutout:
 
 
 def build_transforms(cfg, is_train: bool = True) -> T.Compose:
-    """The re-ID transform pipeline from ``cfg.INPUT`` (spec section 3.1).
+    """The transform pipeline from ``cfg.INPUT``: re-ID (spec section 3.1), CIFAR-100 (3.2) and
+    ImageNet (3.3) are configurations of it.
 
-    Train: Resize to exactly ``INPUT.SIZE_TRAIN`` (H, W) with bilinear interpolation ->
+    Train: Resize to exactly ``INPUT.SIZE_TRAIN`` (H, W) with bilinear interpolation (or, with
+    ``INPUT.RANDOM_RESIZED_CROP.ENABLED``, a RandomResizedCrop to SIZE_TRAIN) ->
     RandomHorizontalFlip(``INPUT.FLIP.PROB``) if ``INPUT.FLIP.ENABLED`` -> zero Pad
     (``INPUT.PADDING.SIZE``) + RandomCrop(SIZE_TRAIN) if ``INPUT.PADDING.ENABLED`` ->
     :class:`ToUint8Tensor` -> :class:`RandomErasing` (``INPUT.REA.PROB``, filled with
-    ``MODEL.PIXEL_MEAN`` rounded to uint8) if ``INPUT.REA.ENABLED``.
+    ``MODEL.PIXEL_MEAN`` rounded to uint8) if ``INPUT.REA.ENABLED`` -> :class:`Cutout`
+    (``INPUT.CUTOUT.LENGTH``, filled with the rounded ``MODEL.PIXEL_MEAN``) if ``INPUT.CUTOUT.ENABLED``.
 
-    Test: Resize to ``INPUT.SIZE_TEST`` -> :class:`ToUint8Tensor`.
+    Test: Resize to ``INPUT.SIZE_TEST`` (or, with ``INPUT.RESIZE_SHORT_TEST`` > 0, resize the shorter
+    side to it and centre-crop SIZE_TEST) -> :class:`ToUint8Tensor`.
 
-    The result is a ``torch.uint8`` CHW tensor with 0-255 RGB values; the model normalises it.
+    The result is a ``torch.uint8`` CHW tensor with 0-255 RGB values; the model normalises it, so
+    the erasing fills (the pixel mean) become ~0, as in the original, which erased after normalising.
     """
+    mean_fill = tuple(int(min(255, max(0, round(float(m))))) for m in cfg.MODEL.PIXEL_MEAN)
     if is_train:
         size = tuple(int(s) for s in cfg.INPUT.SIZE_TRAIN)
-        res = [T.Resize(size, interpolation=InterpolationMode.BILINEAR)]
+        rrc = cfg.INPUT.RANDOM_RESIZED_CROP
+        if rrc.ENABLED:
+            res = [T.RandomResizedCrop(size, scale=tuple(float(x) for x in rrc.SCALE),
+                                       ratio=tuple(float(x) for x in rrc.RATIO),
+                                       interpolation=InterpolationMode.BILINEAR)]
+        else:
+            res = [T.Resize(size, interpolation=InterpolationMode.BILINEAR)]
         if cfg.INPUT.FLIP.ENABLED:
             res.append(T.RandomHorizontalFlip(p=float(cfg.INPUT.FLIP.PROB)))
         if cfg.INPUT.PADDING.ENABLED:
@@ -231,9 +244,15 @@ def build_transforms(cfg, is_train: bool = True) -> T.Compose:
                         T.RandomCrop(size)])
         res.append(ToUint8Tensor())
         if cfg.INPUT.REA.ENABLED:
-            fill = tuple(int(min(255, max(0, round(float(m))))) for m in cfg.MODEL.PIXEL_MEAN)
-            res.append(RandomErasing(p=float(cfg.INPUT.REA.PROB), fill=fill))
+            res.append(RandomErasing(p=float(cfg.INPUT.REA.PROB), fill=mean_fill))
+        if cfg.INPUT.CUTOUT.ENABLED:
+            res.append(Cutout(int(cfg.INPUT.CUTOUT.LENGTH), fill=mean_fill))
     else:
         size = tuple(int(s) for s in cfg.INPUT.SIZE_TEST)
-        res = [T.Resize(size, interpolation=InterpolationMode.BILINEAR), ToUint8Tensor()]
+        short = int(cfg.INPUT.RESIZE_SHORT_TEST)
+        if short > 0:
+            res = [T.Resize(short, interpolation=InterpolationMode.BILINEAR), T.CenterCrop(size)]
+        else:
+            res = [T.Resize(size, interpolation=InterpolationMode.BILINEAR)]
+        res.append(ToUint8Tensor())
     return T.Compose(res)

@@ -19,7 +19,7 @@ from .train_loop import HookBase
 logger = logging.getLogger(__name__)
 
 __all__ = ["CallbackHook", "IterationTimer", "LRScheduler", "PeriodicCheckpointer",
-           "EvalHook", "BestCheckpointer", "PeriodicWriter"]
+           "EvalHook", "BestCheckpointer", "PeriodicWriter", "PlotTrainingCurves"]
 
 
 class CallbackHook(HookBase):
@@ -254,3 +254,26 @@ class PeriodicWriter(HookBase):
         self._write()
         for w in self._writers:
             w.close()
+
+
+class PlotTrainingCurves(HookBase):
+    """After training, draws ``metrics_path`` (loss terms, LR, evaluation metrics) into the PNG
+    ``out_path`` (``utils.visualizer.plot_training_curves``). Register it after the writers, on
+    the main process only. It never breaks a run: any failure (matplotlib missing, no metrics,
+    ...) is logged as a warning."""
+
+    def __init__(self, metrics_path: str, out_path: str):
+        self.metrics_path = metrics_path
+        self.out_path = out_path
+
+    def after_train(self):
+        if not os.path.exists(self.metrics_path):
+            return
+        try:
+            from ..utils.visualizer import plot_training_curves
+
+            plot_training_curves(self.metrics_path, self.out_path)
+            logger.info("Training curves written to %s", self.out_path)
+        except Exception as e:  # noqa: BLE001 - a picture must never fail the run
+            logger.warning("Could not plot the training curves to %s: %s: %s", self.out_path,
+                           type(e).__name__, e)

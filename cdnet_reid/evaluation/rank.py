@@ -42,14 +42,14 @@ distance matrix is never materialised.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Union
 
 import numpy as np
 import torch
 
-__all__ = ["evaluate_rank", "evaluate_rank_features", "default_chunk_size"]
+__all__ = ["evaluate_rank", "evaluate_rank_chunks", "evaluate_rank_features", "default_chunk_size"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[int], Sequence[float]]
 Metric = Literal["cosine", "euclidean"]
@@ -479,3 +479,48 @@ def evaluate_rank_features(
         aps.append(ap)
         inps.append(inp)
     return _finalize(first_hits, aps, inps, max_rank, num_q, num_g)
+
+
+def evaluate_rank_chunks(
+    chunks: Iterable[tuple[int, int, np.ndarray | torch.Tensor]],
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    max_rank: int = 50,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`evaluate_rank` for a distance matrix delivered as consecutive blocks of
+    query rows, so that it never has to exist as a whole (e.g. re-ranked distances from
+    :func:`cdnet_reid.evaluation.rerank.rerank_distance_chunks`).
+
+    Args:
+        chunks: ``(start, stop, dist)`` in order, ``dist`` being the (stop - start, num_gallery)
+            distances of queries ``start..stop-1``; together they must cover every query once.
+        Other arguments and the return value are as in :func:`evaluate_rank` (results do not
+        depend on how the rows are split).
+    """
+    max_rank = _check_max_rank(max_rank)
+    qp = _as_ids(q_pids, "q_pids", torch.device("cpu"))
+    num_q = qp.shape[0]
+    gp = _as_ids(g_pids, "g_pids", torch.device("cpu"))
+    num_g = gp.shape[0]
+    qp, gp, qc, gc = _prepare_ids(num_q, num_g, qp, gp, q_camids, g_camids, torch.device("cpu"),
+                                  f"q_pids/g_pids of lengths {num_q}/{num_g}")
+    first_hits, aps, inps = [], [], []
+    expected = 0
+    for start, stop, dist in chunks:
+        dist = _as_tensor(dist, "dist chunk")
+        if start != expected or stop <= start or tuple(dist.shape) != (stop - start, num_g):
+            raise ValueError(f"chunk ({start}, {stop}) of shape {tuple(dist.shape)} does not "
+                             f"continue at query {expected} with {num_g} gallery columns")
+        if dist.device != qp.device:
+            qp, gp, qc, gc = (t.to(dist.device) for t in (qp, gp, qc, gc))
+        fh, ap, inp = _rank_chunk(dist, qp[start:stop], qc[start:stop], gp, gc)
+        first_hits.append(fh)
+        aps.append(ap)
+        inps.append(inp)
+        expected = stop
+    if expected != num_q:
+        raise ValueError(f"the chunks cover {expected} of the {num_q} queries")
+    return _finalize(first_hits, aps, inps, max_rank, num_q, num_g)
+

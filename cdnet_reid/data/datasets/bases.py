@@ -1,7 +1,8 @@
-"""Base class of every re-ID dataset: three lists of ``(img_path, pid, camid)``."""
+"""Base classes of the datasets: re-ID (``train``/``query``/``gallery`` lists of
+``(img_path, pid, camid)``) and classification (``train``/``test`` lists of ``(image, label)``)."""
 
 import logging
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 from tabulate import tabulate
 
@@ -22,7 +23,18 @@ class ReidDataset:
     Subclasses parse their files and call ``super().__init__(train, query, gallery)``. Training
     pids are relabelled to 0..N-1 in sorted order; query and gallery keep their raw pids (only
     equality matters for evaluation). Camera ids are 0-based integers.
+
+    ``task`` tells the trainer which loaders and evaluator to build; ``from_config(cfg)`` returns
+    extra constructor keyword arguments taken from the config (per-dataset options, e.g.
+    ``DATASETS.MSMT17_COMBINE_VAL``), used by :func:`cdnet_reid.data.build_dataset`.
     """
+
+    task = "reid"
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """Constructor keyword arguments (besides ``root``) read from ``cfg``; none by default."""
+        return {}
 
     def __init__(self, train: Sequence[Item], query: Sequence[Item], gallery: Sequence[Item],
                  *, relabel: bool = True, name: str = ""):
@@ -51,3 +63,38 @@ class ReidDataset:
 
     def log_summary(self) -> None:
         logger.info("Dataset %s loaded:\n%s", self.name, self.summary())
+
+
+class ClassificationDataset:
+    """An image-classification dataset split into ``train`` and ``test``.
+
+    Items are ``(image, label)`` where ``image`` is a file path or an ``H x W x 3`` uint8 RGB array
+    and ``label`` is in ``0 .. len(classes) - 1``. ``classes`` holds the class names in label order.
+    """
+
+    task = "classification"
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """Constructor keyword arguments (besides ``root``) read from ``cfg``; none by default."""
+        return {}
+
+    def __init__(self, train: Sequence[Tuple[Any, int]], test: Sequence[Tuple[Any, int]],
+                 classes: Sequence[str], *, name: str = ""):
+        self.name = name or type(self).__name__
+        self.train = list(train)
+        self.test = list(test)
+        self.classes = list(classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def summary(self) -> str:
+        """A table of classes / images per split."""
+        rows = [[split, len({lbl for _, lbl in items}), len(items)]
+                for split, items in (("train", self.train), ("test", self.test))]
+        return tabulate(rows, headers=["subset", "# classes", "# images"], tablefmt="pipe")
+
+    def log_summary(self) -> None:
+        logger.info("Dataset %s loaded (%d classes):\n%s", self.name, self.num_classes, self.summary())

@@ -1,0 +1,79 @@
+"""Loaders of the classification task (CIFAR-100, ImageNet) and task dispatch.
+
+A dataset declares its task with the class attribute ``task`` (``"reid"`` for
+:class:`~cdnet_reid.data.datasets.ReidDataset`, ``"classification"`` for
+:class:`~cdnet_reid.data.datasets.ClassificationDataset`); :func:`train_task` tells the trainer which
+loaders and evaluator to build.
+
+* training: the ``train`` split of ``DATASETS.NAMES`` (one classification dataset), transformed with
+  ``build_transforms(cfg, is_train=True)``, an infinite **shuffled** :class:`TrainingSampler` (whatever
+  ``DATALOADER.SAMPLER_TRAIN`` says: P x K batches make no sense for classification), reproducible
+  per-sample augmentation (:class:`SeededSampler`) and ``IMS_PER_BATCH // world_size`` images per
+  rank (drop_last);
+* evaluation: the ``test`` split, exact contiguous shards per rank (:class:`InferenceSampler`).
+"""
+
+import logging
+
+from torch.utils.data import BatchSampler, DataLoader
+
+from ..utils import comm
+from .build import _loader_kwargs, build_dataset, dataset_task
+from .common import ImageDataset, SeededSampler
+from .samplers import InferenceSampler, TrainingSampler
+from .transforms import build_transforms
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["train_task", "build_cls_train_loader", "build_cls_test_loader"]
+
+
+def train_task(cfg) -> str:
+    """The task of the training datasets ``DATASETS.NAMES``; they must all have the same one."""
+    tasks = {name: dataset_task(name) for name in cfg.DATASETS.NAMES}
+    if not tasks:
+        raise ValueError("DATASETS.NAMES is empty")
+    if len(set(tasks.values())) > 1:
+        raise ValueError(f"DATASETS.NAMES mixes tasks: {tasks}; train on datasets of one task")
+    return next(iter(tasks.values()))
+
+
+def build_cls_train_loader(cfg) -> DataLoader:
+    """Infinite shuffled loader over the training split; ``loader.dataset.num_classes`` is the
+    number of classes of the dataset."""
+    names = list(cfg.DATASETS.NAMES)
+    if len(names) != 1:
+        raise ValueError(f"classification trains on one dataset, DATASETS.NAMES has {names}")
+    world = comm.get_world_size()
+    if cfg.SOLVER.IMS_PER_BATCH % world:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
+                         f"number of processes ({world})")
+    ds = build_dataset(cfg, names[0])
+    if comm.is_main_process():
+        ds.log_summary()
+    if not ds.train:
+        raise ValueError(f"the training split of {names[0]} is empty")
+    dataset = ImageDataset(ds.train, build_transforms(cfg, is_train=True),
+                           on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="same_id",
+                           num_classes=ds.num_classes)
+    sampler = TrainingSampler(len(dataset), shuffle=True, seed=cfg.SEED if cfg.SEED >= 0 else None)
+    seeded = SeededSampler(sampler, seed=sampler.seed, rank=comm.get_rank())
+    batch_sampler = BatchSampler(seeded, cfg.SOLVER.IMS_PER_BATCH // world, drop_last=True)
+    return DataLoader(dataset, batch_sampler=batch_sampler, **_loader_kwargs(cfg))
+
+
+def build_cls_test_loader(cfg, dataset_name: str) -> DataLoader:
+    """Loader over the ``test`` split of ``dataset_name``, sharded over ranks (no padding)."""
+    ds = build_dataset(cfg, dataset_name)
+    if comm.is_main_process():
+        ds.log_summary()
+    if not ds.test:
+        raise ValueError(f"{dataset_name} cannot be evaluated: its test split is empty")
+    dataset = ImageDataset(ds.test, build_transforms(cfg, is_train=False),
+                           on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder",
+                           num_classes=ds.num_classes)
+    batch = max(1, cfg.TEST.IMS_PER_BATCH // comm.get_world_size())
+    batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch, drop_last=False)
+    kwargs = _loader_kwargs(cfg)
+    kwargs["persistent_workers"] = False
+    return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)

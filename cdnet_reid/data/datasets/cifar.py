@@ -1,0 +1,104 @@
+"""CIFAR-100 (Krizhevsky, 2009): the official ``cifar-100-python`` pickles or an ImageFolder tree."""
+
+import logging
+import os
+import pickle
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from . import DATASET_REGISTRY
+from .bases import ClassificationDataset
+from .layout import DatasetLayoutError, find_dataset_dir, scan_image_folder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CIFAR100", "load_cifar_pickle"]
+
+
+def load_cifar_pickle(path: str) -> Dict[str, Any]:
+    """One file of the official python version, with ``str`` keys.
+
+    The files are Python 2 pickles of dicts with byte-string keys (``b"data"``, ``b"fine_labels"``,
+    ``b"fine_label_names"``, ...); they are read with ``encoding="bytes"`` as torchvision does.
+    (Pickles can run code when loaded: only read files from the official archive.)
+    """
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise ValueError(f"CIFAR100: cannot read {path}: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"CIFAR100: {path} does not hold a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def _decode(names) -> List[str]:
+    return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+
+
+@DATASET_REGISTRY.register()
+class CIFAR100(ClassificationDataset):
+    """CIFAR-100: 50,000 training and 10,000 test images of 32 x 32 pixels, 100 (fine) classes.
+
+    Read from the first of these under the data root:
+
+    * ``cifar-100-python/{train,test,meta}`` -- the official python archive, read directly: labels
+      are the ``fine_labels`` (0..99, in the order of ``meta``'s ``fine_label_names``); images are
+      kept in memory as uint8 arrays;
+    * ``cifar100_combine/`` or ``cifar100/`` with ``train/`` and ``test/`` ImageFolder trees (one
+      folder per class; labels in sorted folder-name order, as the original code).
+    """
+
+    pickle_dirs = ("cifar-100-python", "cifar100/cifar-100-python", "CIFAR100/cifar-100-python")
+    folder_dirs = ("cifar100_combine", "cifar100", "CIFAR100")
+    layout = ("  {root}/cifar-100-python/    the official python archive (cifar-100-python.tar.gz), read directly\n"
+              "    train  test  meta\n"
+              "  or an ImageFolder tree:\n"
+              "  {root}/cifar100_combine/     (or cifar100/)\n"
+              "    train/<class>/*.png   test/<class>/*.png")
+
+    def __init__(self, root: str = "datasets"):
+        self.root = os.path.abspath(os.path.expanduser(root))
+        try:
+            self.dataset_dir = find_dataset_dir(self.root, self.pickle_dirs, ("train", "test", "meta"),
+                                                dataset="CIFAR100", layout=self.layout)
+        except DatasetLayoutError as pickle_error:
+            try:
+                self.dataset_dir = find_dataset_dir(self.root, self.folder_dirs, ("train", "test"),
+                                                    dataset="CIFAR100", layout=self.layout)
+            except DatasetLayoutError as folder_error:
+                # report the more specific problem (an incomplete folder beats "not found")
+                err = pickle_error if "incomplete" in str(pickle_error) else folder_error
+                raise err from None
+            self.format = "folder"
+            train, classes = scan_image_folder(os.path.join(self.dataset_dir, "train"), dataset="CIFAR100")
+            test, _ = scan_image_folder(os.path.join(self.dataset_dir, "test"), dataset="CIFAR100",
+                                        class_to_idx={c: i for i, c in enumerate(classes)})
+        else:
+            self.format = "pickle"
+            meta = load_cifar_pickle(os.path.join(self.dataset_dir, "meta"))
+            if "fine_label_names" not in meta:
+                raise ValueError(f"CIFAR100: {os.path.join(self.dataset_dir, 'meta')} has no "
+                                 f"fine_label_names (keys: {sorted(meta)})")
+            classes = _decode(meta["fine_label_names"])
+            train = self._read_split("train", len(classes))
+            test = self._read_split("test", len(classes))
+        super().__init__(train, test, classes)
+
+    def _read_split(self, split: str, num_classes: int) -> List[Tuple[np.ndarray, int]]:
+        path = os.path.join(self.dataset_dir, split)
+        d = load_cifar_pickle(path)
+        for key in ("data", "fine_labels"):
+            if key not in d:
+                raise ValueError(f"CIFAR100: {path} has no {key!r} entry (keys: {sorted(d)})")
+        data = np.asarray(d["data"], dtype=np.uint8)
+        labels = [int(x) for x in d["fine_labels"]]
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != len(labels):
+            raise ValueError(f"CIFAR100: {path}: data of shape {data.shape} does not match "
+                             f"{len(labels)} labels of 3 x 32 x 32 images")
+        bad = [x for x in labels if not 0 <= x < num_classes]
+        if bad:
+            raise ValueError(f"CIFAR100: {path}: label {bad[0]} outside 0..{num_classes - 1}")
+        images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # N x H x W x C
+        return [(images[i], labels[i]) for i in range(len(labels))]

@@ -1,0 +1,228 @@
+"""Pictures: training curves from ``metrics.json``, rank lists and a ranking summary (PNG).
+
+matplotlib is imported lazily and drawn through its Agg canvas directly (``Figure`` +
+``FigureCanvasAgg``; pyplot and the global backend are never touched), so importing this module
+is cheap and safe in training processes and headless machines.
+"""
+
+import json
+import logging
+import os
+from collections import defaultdict
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["read_metrics", "plot_training_curves", "plot_rank_list", "plot_rank_summary",
+           "ranked_gallery", "pair_distances"]
+
+GREEN, RED, BLUE, GREY = (40, 170, 60), (220, 40, 40), (40, 90, 220), (150, 150, 150)
+
+
+def _figure(width: float, height: float, dpi: int = 100):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str) -> str:
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fig.savefig(path, format="png", dpi=fig.dpi)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# training curves
+# ---------------------------------------------------------------------------------------------
+def read_metrics(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """``metrics.json`` (JSON lines, see ``utils.events.JSONWriter``) -> ``{name: (iters, values)}``
+    sorted by iteration. Several lines may hold the same iteration (evaluation metrics are
+    written after the training scalars of their iteration); a resumed run rewrites iterations it
+    had already logged, and the later line wins. Unparsable lines (e.g. a truncated last line
+    after a kill) are skipped."""
+    series: Dict[str, Dict[int, float]] = defaultdict(dict)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+                it = int(row["iteration"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            for k, v in row.items():
+                if k != "iteration" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    series[k][it] = float(v)
+    out = {}
+    for k, d in series.items():
+        its = np.array(sorted(d), dtype=np.int64)
+        out[k] = (its, np.array([d[i] for i in its], dtype=np.float64))
+    return out
+
+
+def plot_training_curves(metrics_path: str, out_path: str, *, title: Optional[str] = None) -> str:
+    """A PNG with three panels over the iterations of a run: loss terms, learning rate, and the
+    evaluation metrics (``<dataset>/<metric>`` scalars). Returns ``out_path``."""
+    series = read_metrics(metrics_path)
+    if not series:
+        raise ValueError(f"{metrics_path} holds no metrics")
+    losses = [k for k in series if "loss" in k]
+    losses.sort(key=lambda k: (k != "total_loss", k))
+    lrs = [k for k in series if k == "lr" or k.startswith("lr") or k.endswith("/lr")]
+    evals = [k for k in series if "/" in k and k not in lrs and k not in losses]
+
+    fig = _figure(12, 3.6)
+    axes = fig.subplots(1, 3)
+    for k in losses:
+        its, vals = series[k]
+        axes[0].plot(its, vals, label=k, lw=1.6 if k == "total_loss" else 1.0)
+    axes[0].set_title("losses")
+    if losses and all(series[k][1].min() > 0 for k in losses):
+        axes[0].set_yscale("log")
+    for k in lrs:
+        its, vals = series[k]
+        axes[1].plot(its, vals, label=k)
+    axes[1].set_title("learning rate")
+    if lrs and all(series[k][1].min() > 0 for k in lrs):
+        lo = min(series[k][1].min() for k in lrs)
+        hi = max(series[k][1].max() for k in lrs)
+        if hi / lo > 20:
+            axes[1].set_yscale("log")
+    for k in evals:
+        its, vals = series[k]
+        axes[2].plot(its, vals, marker="o", ms=3, label=k)
+    axes[2].set_title("evaluation")
+    for ax, keys in zip(axes, (losses, lrs, evals)):
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        if keys:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "(none logged)", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title or os.path.dirname(metrics_path) or metrics_path, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# rank lists
+# ---------------------------------------------------------------------------------------------
+def _load_rgb(path: str, size: Tuple[int, int]) -> np.ndarray:
+    """Image file -> ``size`` (H, W) RGB uint8 array (a grey placeholder if unreadable)."""
+    from PIL import Image
+
+    h, w = size
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB").resize((w, h), Image.BILINEAR))
+    except (OSError, ValueError):
+        return np.full((h, w, 3), 200, dtype=np.uint8)
+
+
+def _framed(img: np.ndarray, color: Tuple[int, int, int], width: int) -> np.ndarray:
+    out = np.empty((img.shape[0] + 2 * width, img.shape[1] + 2 * width, 3), dtype=np.uint8)
+    out[...] = np.asarray(color, dtype=np.uint8)
+    out[width:width + img.shape[0], width:width + img.shape[1]] = img
+    return out
+
+
+def plot_rank_list(query_path: str, query_pid: int, query_camid: int,
+                   gallery_paths: Sequence[str], gallery_pids: Sequence[int],
+                   gallery_camids: Sequence[int], distances: Sequence[float], out_path: str, *,
+                   title: str = "", image_size: Tuple[int, int] = (128, 64)) -> str:
+    """One row: the query (blue frame) then its ranked gallery matches, each with a green
+    (same identity) or red (other identity) frame, its rank, distance and camera id."""
+    k = len(gallery_paths)
+    h, w = image_size
+    bw = max(2, w // 16)
+    dpi = 100
+    panel_w = (w + 2 * bw) / dpi + 0.12  # inches: images drawn about 1:1
+    top, bottom = (0.62 if title else 0.4), 0.05  # room for the title and the two-line labels
+    fig_h = (h + 2 * bw) / dpi + top + bottom
+    fig = _figure(panel_w * (k + 1) + 0.1, fig_h, dpi=dpi)
+    axes = fig.subplots(1, k + 1, squeeze=False)[0]
+    axes[0].imshow(_framed(_load_rgb(query_path, image_size), BLUE, bw))
+    axes[0].set_title(f"query\nid {query_pid} cam {query_camid}", fontsize=7, color="#2850dc")
+    for j in range(k):
+        ok = gallery_pids[j] == query_pid
+        img = _load_rgb(gallery_paths[j], image_size)
+        axes[j + 1].imshow(_framed(img, GREEN if ok else RED, bw))
+        axes[j + 1].set_title(f"#{j + 1} d={distances[j]:.3f}\nid {gallery_pids[j]} cam "
+                              f"{gallery_camids[j]}", fontsize=6.5,
+                              color="#289c3c" if ok else "#dc2828")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=8, y=1 - 0.04 / fig_h)
+    fig.subplots_adjust(left=0.05 / fig.get_figwidth(), right=1 - 0.05 / fig.get_figwidth(),
+                        bottom=bottom / fig_h, top=1 - top / fig_h, wspace=0.12)
+    return _save(fig, out_path)
+
+
+def plot_rank_summary(cmc: np.ndarray, pos_dists: np.ndarray, neg_dists: np.ndarray,
+                      out_path: str, *, title: str = "") -> str:
+    """Two panels: the CMC curve, and the distributions of query-gallery distances of matching
+    (positive) and non-matching (negative) pairs."""
+    fig = _figure(10, 3.6)
+    ax_cmc, ax_hist = fig.subplots(1, 2)
+    ranks = np.arange(1, len(cmc) + 1)
+    ax_cmc.plot(ranks, 100 * np.asarray(cmc), marker="o", ms=2.5)
+    ax_cmc.set_xlabel("rank")
+    ax_cmc.set_ylabel("matching rate (%)")
+    ax_cmc.set_title(f"CMC (Rank-1 {100 * cmc[0]:.1f} %)")
+    ax_cmc.set_ylim(min(100 * cmc[0], 100) - 5, 101)
+    if len(cmc) > 20:
+        ax_cmc.set_xscale("log")
+    ax_cmc.grid(alpha=0.3, which="both")
+    pos, neg = np.asarray(pos_dists, float), np.asarray(neg_dists, float)
+    both = np.concatenate([pos, neg])
+    if both.size:
+        lo, hi = float(np.min(both)), float(np.max(both))
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 60)
+        ax_hist.hist(neg, bins=bins, density=True, alpha=0.55, color="#dc2828",
+                     label=f"negative pairs ({neg.size:,})")
+        ax_hist.hist(pos, bins=bins, density=True, alpha=0.55, color="#289c3c",
+                     label=f"positive pairs ({pos.size:,})")
+        ax_hist.legend(fontsize=8)
+    ax_hist.set_xlabel("query-gallery distance")
+    ax_hist.set_ylabel("density")
+    ax_hist.set_title("distance distributions")
+    ax_hist.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_path)
+
+
+def ranked_gallery(dist_row: np.ndarray, q_pid: int, q_camid: int, g_pids: np.ndarray,
+                   g_camids: np.ndarray) -> np.ndarray:
+    """Gallery indices in rank order (stable, as the evaluation) without the junk items (same
+    identity and camera as the query), i.e. the list the metrics are computed on."""
+    order = np.argsort(dist_row, kind="stable")
+    junk = (g_pids[order] == q_pid) & (g_camids[order] == q_camid)
+    return order[~junk]
+
+
+def pair_distances(dist: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
+                   g_camids: np.ndarray, max_pairs: int = 2_000_000, seed: int = 0
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """``(positive, negative)`` query-gallery distances, junk pairs excluded; the negatives are
+    subsampled to ``max_pairs`` (seeded) for large test sets."""
+    same = q_pids[:, None] == g_pids[None, :]
+    junk = same & (q_camids[:, None] == g_camids[None, :])
+    pos = dist[same & ~junk]
+    neg_mask = ~same
+    neg = dist[neg_mask]
+    if neg.size > max_pairs:
+        neg = np.random.default_rng(seed).choice(neg, max_pairs, replace=False)
+    return pos, neg

@@ -1,0 +1,59 @@
+"""ONNX export of the evaluation model (TinyNet): parity with PyTorch in onnxruntime."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tiny import tiny_cfg
+from cdnet_reid.engine import DefaultPredictor, DefaultTrainer
+from cdnet_reid.export import EmbeddingModel, export_onnx, verify_onnx
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+def _model(tmp_path, data_root, **kw):
+    cfg = tiny_cfg(tmp_path, data_root, MODEL__HEADS__NUM_CLASSES="12", **kw)
+    torch.manual_seed(0)
+    model = DefaultTrainer.build_model(cfg).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return cfg, model
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_onnx_matches_pytorch_with_dynamic_batch(tmp_path, data_root, flip):
+    cfg, model = _model(tmp_path, data_root, TEST__FLIP__ENABLED=str(flip))
+    module = EmbeddingModel.from_config(model, cfg)
+    path = export_onnx(module, str(tmp_path / "m.onnx"), cfg.INPUT.SIZE_TEST, opset=17)
+    proto = onnx.load(path)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert inp.name == "images" and out.name == "embeddings"
+    assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"  # dynamic batch axis
+    worst, per_batch = verify_onnx(module, path, cfg.INPUT.SIZE_TEST, batch_sizes=(1, 5))
+    assert set(per_batch) == {1, 5} and worst <= 1e-4
+
+    # the graph computes what the predictor returns (normalisation and flip included)
+    predictor = DefaultPredictor(cfg)
+    predictor.model = model
+    x = torch.randint(0, 256, (4, 3, 32, 16), dtype=torch.uint8)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"images": x.float().numpy()})[0]
+    np.testing.assert_allclose(got, predictor.embed(x).numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_verify_detects_a_different_model(tmp_path, data_root):
+    cfg, model = _model(tmp_path, data_root)
+    path = export_onnx(EmbeddingModel(model), str(tmp_path / "m.onnx"), (32, 16))
+    with torch.no_grad():
+        model.backbone.body[0].weight.mul_(-1)  # PyTorch side changed after the export
+    worst, _ = verify_onnx(EmbeddingModel(model), path, (32, 16), batch_sizes=(2,))
+    assert worst > 1e-2
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(EmbeddingModel(model), str(tmp_path / "x.onnx"), (32, 16), opset=13)
