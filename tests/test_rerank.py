@@ -10,8 +10,8 @@ import torch
 from cdnet_reid.evaluation import ReidEvaluator
 from cdnet_reid.evaluation.query_expansion import average_query_expansion
 from cdnet_reid.evaluation.rank import evaluate_rank, evaluate_rank_chunks
-from cdnet_reid.evaluation.rerank import (k_reciprocal_rerank, rerank_distance_chunks,
-                                          stable_topk_smallest)
+from cdnet_reid.evaluation.rerank import (_neighbours, k_reciprocal_rerank, pairwise_distances,
+                                          rerank_distance_chunks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,14 +174,21 @@ def test_rerank_rejects_bad_arguments():
         k_reciprocal_rerank(q, g, metric="hamming")
 
 
-def test_stable_topk_matches_stable_sort_with_ties():
+@pytest.mark.parametrize("chunk_bytes", [256 * 2 ** 20, 800, 64])
+def test_blocked_neighbours_equal_a_stable_argsort_with_ties(chunk_bytes):
+    # integer features on a coarse grid: many exactly tied distances, including across the
+    # k-th / (k+1)-th boundary, which the upper-triangular block merge must break by index
     gen = torch.Generator().manual_seed(0)
-    for _ in range(100):
-        n, m = torch.randint(1, 15, (2,), generator=gen).tolist()
-        d = torch.randint(0, 4, (n, m), generator=gen).float()
-        k = int(torch.randint(1, m + 1, (1,), generator=gen))
-        assert torch.equal(stable_topk_smallest(d, k),
-                           torch.sort(d, dim=1, stable=True).indices[:, :k])
+    for metric in ("euclidean", "cosine"):
+        for _ in range(5):
+            n, dim = int(torch.randint(2, 40, (1,), generator=gen)), 3
+            f = torch.randint(-2, 3, (n, dim), generator=gen).float() / 4
+            k = int(torch.randint(1, n + 1, (1,), generator=gen))
+            sq = (f * f).sum(1) if metric == "euclidean" else None
+            nbr, rowmax = _neighbours(f, k, metric, sq, chunk_bytes)
+            d = pairwise_distances(f, f, metric)
+            assert np.array_equal(nbr, torch.sort(d, dim=1, stable=True).indices[:, :k].numpy())
+            np.testing.assert_array_equal(rowmax, d.max(1).values.double().numpy())
 
 
 def test_evaluate_rank_chunks_equals_evaluate_rank():

@@ -11,9 +11,10 @@ as in fast-reid; callers normalise the result). This is repeated ``qe_times`` ti
 similarity ranking are broken by item index. Unlike fast-reid, negative similarities are clamped
 to 0 before the power (a negative base with a non-integer ``alpha`` would give NaN).
 
-Memory is bounded: similarities are computed for a block of rows at a time (``chunk_bytes``)
-and only the top-k of each row is kept, so MSMT17-sized problems need ~``chunk_bytes`` extra
-besides the features.
+Memory is bounded: the neighbours come from the blocked search of the re-ranking module (only
+the blocks on and above the diagonal of the symmetric similarity matrix, ``chunk_bytes`` per
+block, top-k lists kept), so MSMT17-sized problems need ~``chunk_bytes`` extra besides the
+features.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .rerank import DEFAULT_CHUNK_BYTES, stable_topk_smallest
+from .rerank import DEFAULT_CHUNK_BYTES, _neighbours
 
 __all__ = ["average_query_expansion"]
 
@@ -47,16 +48,18 @@ def average_query_expansion(q_feats, g_feats, *, qe_times: int = 1, qe_k: int = 
     if n == 0:
         return q, g
     k = min(int(qe_k), n)
-    rows = max(1, int(chunk_bytes) // (4 * max(n, k * feats.shape[1])))
+    dim = feats.shape[1]
+    rows = max(1, int(chunk_bytes) // (8 * k * max(1, dim)))
     for _ in range(int(qe_times)):
         normed = F.normalize(feats, dim=1)
+        # most similar first = smallest 1 - cos (ties by index)
+        nbr = torch.from_numpy(_neighbours(normed, k, "cosine", None, int(chunk_bytes))[0])
         out = torch.empty_like(feats)
         for a in range(0, n, rows):
             b = min(n, a + rows)
-            sim = torch.mm(normed[a:b], normed.t())
-            idx = stable_topk_smallest(sim.neg_(), k)  # most similar first, ties by index
-            w = sim.gather(1, idx).neg_().clamp_(min=0.0).pow_(float(alpha))
-            del sim
+            idx = nbr[a:b]
+            sim = torch.bmm(normed[idx], normed[a:b].unsqueeze(2)).squeeze(2)  # (r, k)
+            w = sim.clamp_(min=0.0).pow_(float(alpha))
             out[a:b] = (feats[idx] * w.unsqueeze(2)).mean(1)
         feats = out
     return feats[:nq].clone(), feats[nq:].clone()
