@@ -57,3 +57,20 @@ def test_verify_detects_a_different_model(tmp_path, data_root):
     assert worst > 1e-2
     with pytest.raises(ValueError, match="opset"):
         export_onnx(EmbeddingModel(model), str(tmp_path / "x.onnx"), (32, 16), opset=13)
+
+
+@pytest.mark.parametrize("backbone", ["CDNet", "CNet"])
+def test_onnx_parity_for_cdnet_and_cnet(tmp_path, backbone):
+    from cdnet_reid.config import get_cfg
+    from cdnet_reid.modeling import build_model
+
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.HEADS.NUM_CLASSES", "10", "MODEL.BACKBONE.NAME",
+                         backbone, "MODEL.BACKBONE.GENOTYPE", backbone.lower() + "_top2",
+                         "MODEL.BACKBONE.WIDTH_MULT", "0.5", "INPUT.SIZE_TEST", "[64,32]"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    module = EmbeddingModel.from_config(model, cfg)
+    path = export_onnx(module, str(tmp_path / "cdnet.onnx"), cfg.INPUT.SIZE_TEST)
+    worst, _ = verify_onnx(module, path, cfg.INPUT.SIZE_TEST, batch_sizes=(1, 3))
+    assert worst <= 1e-4

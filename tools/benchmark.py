@@ -84,32 +84,45 @@ def _onnxruntime_step(model, batch, size):
     export_onnx(model, path, size)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
+    # no busy-waiting threads left behind to steal the CPU from the measurements that follow
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: (torch.rand(batch, 3, *size) * 255).numpy()}
     return lambda: session.run(None, feed)
 
 
 def benchmark_comparison(model, batch, size, device, args):
-    """Rows ``[name, median, min, max]`` for the plain path and the alternatives (see --compare)."""
+    """Rows ``[name, median, min, max]`` for the plain path and the alternatives (see --compare).
+
+    The candidates are timed round-robin (run r of every candidate, then run r + 1, ...), so a
+    drift of the machine's speed during the measurement affects them all alike.
+    """
     from cdnet_reid.modeling.fuse import fuse_for_inference
 
     x = torch.rand(batch, 3, *size, device=device) * 255
-    candidates = [("plain (this config)", model.eval()), ("fast path (BN folded, channels-last)",
-                                                          fuse_for_inference(model))]
-    for name in ("mobilenet_v2", "resnet50"):
-        candidates.append((f"torchvision {name}", _torchvision_embedder(name).to(device).eval()))
-    rows = []
-    for name, net in candidates:
-        def step(net=net):
+
+    def torch_step(net):
+        def step():
             with torch.inference_mode():
                 net(x)
-        rows.append([name, *time_runs(step, batch, device, args.warmup, args.runs, args.iters)])
+        return step
+
+    steps = [("plain (this config)", torch_step(model.eval())),
+             ("fast path (BN folded, channels-last)", torch_step(fuse_for_inference(model)))]
     if device.type == "cpu":
         ort_step = _onnxruntime_step(model, batch, size)
         if ort_step is not None:
-            rows.insert(2, ["onnxruntime (exported model)",
-                            *time_runs(ort_step, batch, device, args.warmup, args.runs, args.iters)])
-    return rows
+            steps.append(("onnxruntime (exported model)", ort_step))
+    for name in ("mobilenet_v2", "resnet50"):
+        steps.append((f"torchvision {name}", torch_step(_torchvision_embedder(name).to(device).eval())))
+    for _, step in steps:
+        for _ in range(args.warmup):
+            step()
+    rates = {name: [] for name, _ in steps}
+    for _ in range(args.runs):
+        for name, step in steps:
+            rates[name].append(time_runs(step, batch, device, 0, 1, args.iters)[0])
+    return [[name, statistics.median(r), min(r), max(r)] for name, r in rates.items()]
 
 
 def benchmark_training(model, batch, size, num_instances, device, args):
