@@ -40,7 +40,7 @@ def test_unknown_key_names_key_and_file(tmp_path):
 
 
 def test_wrong_type_names_key_and_file(tmp_path):
-    base = _write(tmp_path / "base.yml", "SOLVER:\n  MAX_EPOCH: many\n")
+    _write(tmp_path / "base.yml", "SOLVER:\n  MAX_EPOCH: many\n")
     child = _write(tmp_path / "sub" / "child.yml", "_BASE_: ../base.yml\n")
     with pytest.raises(ConfigError, match=r"child\.yml.*SOLVER\.MAX_EPOCH"):
         get_cfg().merge_from_file(child)

@@ -1,6 +1,5 @@
 """Architecture search: mixed-op gradients, top-k execution, the split, SearchTrainer end to end."""
 
-import os
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from tiny import tiny_cfg
 from cdnet_reid.config import get_cfg
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.modeling import build_model
-from cdnet_reid.modeling.cdnet import CDNetSupernet, Genotype, MixedOp, load_genotype, topk_weights
+from cdnet_reid.modeling.cdnet import CDNetSupernet, MixedOp, load_genotype, topk_weights
 from cdnet_reid.search import SearchTrainer, split_per_identity, unrolled_grads
 from cdnet_reid.utils.env import seed_all_rng
 

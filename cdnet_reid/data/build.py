@@ -89,21 +89,24 @@ def build_train_sampler(cfg, dataset: ImageDataset):
     raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be 'IdentitySampler' or 'TrainingSampler', got {name!r}")
 
 
-def build_reid_train_loader(cfg) -> DataLoader:
-    """Infinite training loader; ``loader.dataset.num_classes`` gives the number of identities.
-
-    Batches hold ``IMS_PER_BATCH // world_size`` images per rank. Its sampler is a
-    :class:`SeededSampler` (``loader.batch_sampler.sampler``) whose ``set_start`` resumes the stream.
-    """
+def build_infinite_loader(cfg, dataset, sampler) -> DataLoader:
+    """Training loader over an infinite index ``sampler``: batches of ``IMS_PER_BATCH //
+    world_size`` images per rank. The sampler is wrapped in a :class:`SeededSampler`
+    (``loader.batch_sampler.sampler``) whose ``set_start`` resumes the stream."""
     world = comm.get_world_size()
     if cfg.SOLVER.IMS_PER_BATCH % world:
         raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
                          f"number of processes ({world})")
-    dataset = build_reid_train_set(cfg)
-    sampler = build_train_sampler(cfg, dataset)
     seeded = SeededSampler(sampler, seed=sampler.seed, rank=comm.get_rank())
     batch_sampler = BatchSampler(seeded, cfg.SOLVER.IMS_PER_BATCH // world, drop_last=True)
     return DataLoader(dataset, batch_sampler=batch_sampler, **_loader_kwargs(cfg))
+
+
+def build_reid_train_loader(cfg) -> DataLoader:
+    """Infinite re-ID training loader (see :func:`build_infinite_loader`);
+    ``loader.dataset.num_classes`` gives the number of identities."""
+    dataset = build_reid_train_set(cfg)
+    return build_infinite_loader(cfg, dataset, build_train_sampler(cfg, dataset))
 
 
 class TestLoader(NamedTuple):

@@ -18,8 +18,8 @@ import logging
 from torch.utils.data import BatchSampler, DataLoader
 
 from ..utils import comm
-from .build import _loader_kwargs, build_dataset, dataset_task
-from .common import ImageDataset, SeededSampler
+from .build import _loader_kwargs, build_dataset, build_infinite_loader, dataset_task
+from .common import ImageDataset
 from .samplers import InferenceSampler, TrainingSampler
 from .transforms import build_transforms
 
@@ -44,10 +44,6 @@ def build_cls_train_loader(cfg) -> DataLoader:
     names = list(cfg.DATASETS.NAMES)
     if len(names) != 1:
         raise ValueError(f"classification trains on one dataset, DATASETS.NAMES has {names}")
-    world = comm.get_world_size()
-    if cfg.SOLVER.IMS_PER_BATCH % world:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
-                         f"number of processes ({world})")
     ds = build_dataset(cfg, names[0])
     if comm.is_main_process():
         ds.log_summary()
@@ -57,9 +53,7 @@ def build_cls_train_loader(cfg) -> DataLoader:
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="same_id",
                            num_classes=ds.num_classes)
     sampler = TrainingSampler(len(dataset), shuffle=True, seed=cfg.SEED if cfg.SEED >= 0 else None)
-    seeded = SeededSampler(sampler, seed=sampler.seed, rank=comm.get_rank())
-    batch_sampler = BatchSampler(seeded, cfg.SOLVER.IMS_PER_BATCH // world, drop_last=True)
-    return DataLoader(dataset, batch_sampler=batch_sampler, **_loader_kwargs(cfg))
+    return build_infinite_loader(cfg, dataset, sampler)
 
 
 def build_cls_test_loader(cfg, dataset_name: str) -> DataLoader:

@@ -336,7 +336,6 @@ def rerank_distance_chunks(q_feats, g_feats, *, k1: int = 20, k2: int = 6,
     if nq == 0 or ng == 0:
         return
     feats = torch.cat([q, g])
-    n = nq + ng
     sqnorm = (feats * feats).sum(1) if metric == "euclidean" else None
 
     t0 = time.perf_counter()

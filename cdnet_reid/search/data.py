@@ -6,12 +6,11 @@ from collections import defaultdict
 from typing import List, Sequence, Tuple
 
 import numpy as np
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import DataLoader
 
-from ..data.build import _loader_kwargs
-from ..data.common import ImageDataset, SeededSampler
+from ..data.build import build_infinite_loader
+from ..data.common import ImageDataset
 from ..data.samplers import IdentitySampler
-from ..utils import comm
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +72,5 @@ def subset(dataset: ImageDataset, indices: Sequence[int]) -> ImageDataset:
 
 def build_pk_loader(cfg, dataset: ImageDataset, seed: int) -> DataLoader:
     """An infinite P×K loader over ``dataset`` with its own sampler seed (resumable)."""
-    world = comm.get_world_size()
     sampler = IdentitySampler(dataset.pids, cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE, seed)
-    seeded = SeededSampler(sampler, seed=sampler.seed, rank=comm.get_rank())
-    batch_sampler = BatchSampler(seeded, cfg.SOLVER.IMS_PER_BATCH // world, drop_last=True)
-    return DataLoader(dataset, batch_sampler=batch_sampler, **_loader_kwargs(cfg))
+    return build_infinite_loader(cfg, dataset, sampler)

@@ -5,7 +5,6 @@ max_iter`` in [0, 1). All epoch-based settings are converted to iterations once,
 """
 
 import logging
-import math
 from typing import List
 
 import torch

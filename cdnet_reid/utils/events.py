@@ -23,7 +23,6 @@ import datetime
 import json
 import logging
 import os
-import time
 from collections import defaultdict
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple

@@ -28,7 +28,7 @@ training-only or test-only dataset is fine), but at least one must exist.
 
 import logging
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from . import DATASET_REGISTRY
 from .bases import ReidDataset

@@ -1,7 +1,7 @@
 """CNet and CDNet backbones built from a genotype (spec MODEL_AND_SEARCH §3)."""
 
 from collections import OrderedDict
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 from torch import Tensor, nn
 
@@ -16,51 +16,75 @@ def make_divisible(value: float, divisor: int = 4) -> int:
     return int(value // divisor) * divisor
 
 
-class SearchedNet(Backbone):
-    """Stem, then ``len(stages)`` stages of searched blocks, a DownSample after every stage but the
-    last. Stage ``i`` has ``stages[i]`` blocks; its first block maps ``planes[i] -> planes[i+1]``.
+class StagedNet(Backbone):
+    """The macro skeleton shared by the final networks and the supernets (spec §2.1, §3.3).
+
+    Stem, then ``len(stages)`` stages of searchable layers, a DownSample after every stage but
+    the last. Stage ``i`` has ``stages[i]`` layers; its first layer maps ``planes[i] ->
+    planes[i+1]``. ``make_layer(index, c_in, c_out)`` builds searchable layer ``index``.
 
     ``forward`` returns one map per stage, named ``stage1..stageN``, taken after the stage's
-    DownSample (the last stage: its final block). With the paper's settings at 256×128 these are
+    DownSample (the last stage: its final layer). With the paper's settings at 256×128 these are
     256×32×16, 384×16×8 and 512×16×8.
     """
 
-    space = ""  # "cdnet" or "cnet": which candidate table the genotype must come from
-
-    def __init__(self, *, genotype: Genotype, stages: Sequence[int] = (2, 2, 2),
-                 planes: Sequence[int] = (64, 256, 384, 512), width_mult: float = 1.0,
-                 adaptive_fusion: bool = True, stem: str = "imagenet"):
+    def __init__(self, *, stages: Sequence[int], planes: Sequence[int], width_mult: float, stem: str,
+                 make_layer: Callable[[int, int, int], nn.Module]):
         super().__init__()
-        name = type(self).__name__
-        if genotype.space != self.space:
-            raise ValueError(f"{name} needs a {self.space} genotype, got a {genotype.space} one "
-                             f"(entries {[list(e) for e in genotype.layers[:2]]}...)")
         if not stages or min(stages) < 1:
             raise ValueError(f"MODEL.BACKBONE.STAGES must be positive block counts, got {list(stages)}")
         if len(planes) != len(stages) + 1:
             raise ValueError(f"MODEL.BACKBONE.PLANES needs len(STAGES) + 1 = {len(stages) + 1} "
                              f"entries (stem + one per stage), got {list(planes)}")
-        genotype.validate(num_layers=sum(stages))
-        self.genotype = genotype
         self.planes = [make_divisible(p * width_mult) for p in planes]
         self.stem = Stem(self.planes[0], stem)
-
         cells: List[nn.Module] = []
+        self._layer_of: Dict[int, int] = {}  # cell index -> searchable-layer index
         self._taps: Dict[int, str] = {}  # cell index -> output name
         self._shapes: "OrderedDict[str, ShapeSpec]" = OrderedDict()
-        layer, stride = 0, self.stem.stride
+        stride = self.stem.stride
         for i, depth in enumerate(stages):
             c_in, c_out = self.planes[i], self.planes[i + 1]
             for j in range(depth):
-                cells.append(build_block(genotype.layers[layer], c_in if j == 0 else c_out, c_out,
-                                         adaptive_fusion=adaptive_fusion))
-                layer += 1
+                self._layer_of[len(cells)] = len(self._layer_of)
+                cells.append(make_layer(len(self._layer_of) - 1, c_in if j == 0 else c_out, c_out))
             if i < len(stages) - 1:
                 cells.append(DownSample(c_out))
                 stride *= 2
             self._taps[len(cells) - 1] = f"stage{i + 1}"
             self._shapes[f"stage{i + 1}"] = ShapeSpec(c_out, stride)
         self.cells = nn.ModuleList(cells)
+
+    def run_cells(self, x: Tensor, run_layer: Callable[[nn.Module, int, Tensor], Tensor]):
+        """Stem and cells; searchable layer ``l`` runs as ``run_layer(cell, l, x)``."""
+        x = self.stem(x)
+        out = OrderedDict()
+        for i, cell in enumerate(self.cells):
+            x = run_layer(cell, self._layer_of[i], x) if i in self._layer_of else cell(x)
+            if i in self._taps:
+                out[self._taps[i]] = x
+        return out
+
+    def output_shape(self) -> "OrderedDict[str, ShapeSpec]":
+        return OrderedDict(self._shapes)
+
+
+class SearchedNet(StagedNet):
+    """A final network: searchable layer ``l`` is the block of genotype entry ``l``."""
+
+    space = ""  # "cdnet" or "cnet": which candidate table the genotype must come from
+
+    def __init__(self, *, genotype: Genotype, stages: Sequence[int] = (2, 2, 2),
+                 planes: Sequence[int] = (64, 256, 384, 512), width_mult: float = 1.0,
+                 adaptive_fusion: bool = True, stem: str = "imagenet"):
+        if genotype.space != self.space:
+            raise ValueError(f"{type(self).__name__} needs a {self.space} genotype, got a "
+                             f"{genotype.space} one (entries {[list(e) for e in genotype.layers[:2]]}...)")
+        genotype.validate(num_layers=sum(stages))
+        super().__init__(stages=stages, planes=planes, width_mult=width_mult, stem=stem,
+                         make_layer=lambda l, c_in, c_out: build_block(
+                             genotype.layers[l], c_in, c_out, adaptive_fusion=adaptive_fusion))
+        self.genotype = genotype
         init_weights(self)
 
     @classmethod
@@ -70,16 +94,7 @@ class SearchedNet(Backbone):
                     width_mult=b.WIDTH_MULT, adaptive_fusion=b.ADAPTIVE_FUSION, stem=b.STEM)
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        x = self.stem(x)
-        out = OrderedDict()
-        for i, cell in enumerate(self.cells):
-            x = cell(x)
-            if i in self._taps:
-                out[self._taps[i]] = x
-        return out
-
-    def output_shape(self) -> "OrderedDict[str, ShapeSpec]":
-        return OrderedDict(self._shapes)
+        return self.run_cells(x, lambda cell, layer, x: cell(x))
 
 
 @BACKBONE_REGISTRY.register()

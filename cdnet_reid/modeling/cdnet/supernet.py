@@ -13,16 +13,15 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..backbones import Backbone, ShapeSpec
 from ..heads.bl_neck import BLNeck
 from ..registry import BACKBONE_REGISTRY, HEAD_REGISTRY
-from .backbone import make_divisible
+from .backbone import StagedNet
 from .genotype import CANDIDATES, Genotype
 from .mixed_op import MODES, MixedOp, topk_weights
-from .ops import DownSample, Stem, build_block, conv1x1_bn, init_weights
+from .ops import build_block, conv1x1_bn, init_weights
 
 
-class Supernet(Backbone):
+class Supernet(StagedNet):
     """The search network of one space; ``forward`` returns the stage maps like CDNet/CNet."""
 
     space = ""
@@ -30,32 +29,15 @@ class Supernet(Backbone):
     def __init__(self, *, stages: Sequence[int] = (2, 2, 2), planes: Sequence[int] = (64, 256, 384, 512),
                  width_mult: float = 1.0, adaptive_fusion: bool = True, stem: str = "imagenet",
                  mode: str = "topk", topk: int = 2, alpha_init: float = 1e-3, seed: int = 0):
-        super().__init__()
         if mode not in MODES:
             raise ValueError(f"SEARCH.MODE must be one of {MODES}, got {mode!r}")
-        if len(planes) != len(stages) + 1:
-            raise ValueError(f"MODEL.BACKBONE.PLANES needs len(STAGES) + 1 entries, got {list(planes)}")
         table = CANDIDATES[self.space]
         if not 1 <= topk <= len(table):
             raise ValueError(f"SEARCH.TOPK must be in [1, {len(table)}], got {topk}")
+        super().__init__(stages=stages, planes=planes, width_mult=width_mult, stem=stem,
+                         make_layer=lambda l, c_in, c_out: MixedOp(
+                             [build_block(e, c_in, c_out, adaptive_fusion=adaptive_fusion) for e in table]))
         self.mode, self.topk = mode, topk
-        self.planes = [make_divisible(p * width_mult) for p in planes]
-        self.stem = Stem(self.planes[0], stem)
-        cells: List[nn.Module] = []
-        self._taps: Dict[int, str] = {}
-        self._shapes: "OrderedDict[str, ShapeSpec]" = OrderedDict()
-        stride = self.stem.stride
-        for i, depth in enumerate(stages):
-            c_in, c_out = self.planes[i], self.planes[i + 1]
-            for j in range(depth):
-                cells.append(MixedOp([build_block(entry, c_in if j == 0 else c_out, c_out,
-                                                  adaptive_fusion=adaptive_fusion) for entry in table]))
-            if i < len(stages) - 1:
-                cells.append(DownSample(c_out))
-                stride *= 2
-            self._taps[len(cells) - 1] = f"stage{i + 1}"
-            self._shapes[f"stage{i + 1}"] = ShapeSpec(c_out, stride)
-        self.cells = nn.ModuleList(cells)
         num_layers = sum(stages)
         # The authors initialise every logit to 1e-3 (all tied); ties are then broken by a fixed
         # random order per layer drawn from the seed, so the first selections are reproducible
@@ -91,21 +73,8 @@ class Supernet(Backbone):
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         weights, selected = self.selection()
-        x = self.stem(x)
-        out = OrderedDict()
-        layer = 0
-        for i, cell in enumerate(self.cells):
-            if isinstance(cell, MixedOp):
-                x = cell(x, weights[layer], None if selected is None else selected[layer])
-                layer += 1
-            else:
-                x = cell(x)
-            if i in self._taps:
-                out[self._taps[i]] = x
-        return out
-
-    def output_shape(self):
-        return OrderedDict(self._shapes)
+        return self.run_cells(x, lambda cell, layer, x: cell(
+            x, weights[layer], None if selected is None else selected[layer]))
 
     @torch.no_grad()
     def probabilities(self) -> Tensor:
