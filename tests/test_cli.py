@@ -52,3 +52,13 @@ def test_eval_only_matches_the_runs_final_evaluation(two_process_run, data_root,
     opts = tiny_opts(tmp_path, data_root) + ["MODEL.WEIGHTS", str(out / "model_final.pth")]
     log2 = _run(["--eval-only", *opts], cwd=tmp_path)
     assert _table_row(log2, "TinySyntheticReID") == final
+
+
+def test_two_process_search_writes_the_genotype(tmp_path, data_root):
+    opts = tiny_opts(tmp_path, data_root) + [
+        "SOLVER.MAX_EPOCH", "1", "MODEL.BACKBONE.NAME", "CNetSupernet", "MODEL.HEADS.NAME", "SearchHead",
+        "MODEL.BACKBONE.WIDTH_MULT", "0.25", "SEARCH.ENABLED", "True", "INPUT.SIZE_TRAIN", "[64,32]",
+        "INPUT.SIZE_TEST", "[64,32]", "SOLVER.LR_LIST", "[]", "SOLVER.SCHED", "Cosine"]
+    log = _run(["--num-gpus", "2", "--dist-url", "auto", *opts], cwd=tmp_path)
+    assert "Genotype after epoch 1" in log
+    assert json.loads((tmp_path / "genotype_final.json").read_text())["space"] == "cnet"
