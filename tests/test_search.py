@@ -160,7 +160,16 @@ def test_search_writes_a_genotype_that_training_consumes(search_run, tmp_path, d
     t = DefaultTrainer(cfg)
     assert t.model.backbone.genotype.layers == geno.layers
     t.resume_or_load(resume=False)
-    assert t.train()["TinySyntheticReID"]["mAP"] >= 0
+    results = t.train()
+    # --eval-only rebuilds the searched network from the genotype stored in the checkpoint, even
+    # when the config names another genotype
+    cfg.defrost()
+    cfg.MODEL.BACKBONE.GENOTYPE = "cdnet_top2"
+    cfg.MODEL.WEIGHTS = str(tmp_path / "model_final.pth")
+    model = DefaultTrainer.build_model_for_eval(cfg)
+    assert model.backbone.genotype.layers == geno.layers
+    again = DefaultTrainer.test(cfg, model)["TinySyntheticReID"]
+    assert again["mAP"] == pytest.approx(results["TinySyntheticReID"]["mAP"], abs=1e-6)
 
 
 def test_search_resume_reproduces_uninterrupted_run(search_run, tmp_path, data_root):

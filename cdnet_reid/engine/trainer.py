@@ -251,7 +251,8 @@ class DefaultTrainer(SimpleTrainer):
     def build_model_for_eval(cls, cfg, resume: bool = False) -> nn.Module:
         """The model with trained weights for ``--eval-only``: ``MODEL.WEIGHTS``, or with
         ``resume`` the last checkpoint of ``OUTPUT_DIR``. The classifier size comes from the
-        checkpoint when ``MODEL.HEADS.NUM_CLASSES`` is 0."""
+        checkpoint when ``MODEL.HEADS.NUM_CLASSES`` is 0, and a searched backbone is built from the
+        genotype stored in the checkpoint (so evaluation does not depend on the genotype file)."""
         path = cfg.MODEL.WEIGHTS
         if resume:
             ck = Checkpointer(nn.Linear(1, 1), cfg.OUTPUT_DIR)
@@ -259,18 +260,33 @@ class DefaultTrainer(SimpleTrainer):
                 path = ck.get_checkpoint_file()
         if not path:
             raise ValueError("--eval-only needs MODEL.WEIGHTS (or --resume with a checkpoint in OUTPUT_DIR)")
-        if cfg.MODEL.HEADS.NUM_CLASSES == 0:
-            num_classes = _num_classes_in(path)
-            if num_classes:
-                cfg = cfg.clone()
-                cfg.defrost()
-                cfg.MODEL.HEADS.NUM_CLASSES = num_classes
-                cfg.freeze()
+        extra = Checkpointer(nn.Linear(1, 1))._load_file(path)
+        cfg = cfg.clone()
+        cfg.defrost()
+        if cfg.MODEL.HEADS.NUM_CLASSES == 0 and extra.get("num_classes"):
+            cfg.MODEL.HEADS.NUM_CLASSES = int(extra["num_classes"])
+        genotype = extra.get("genotype")
+        if genotype and cfg.MODEL.BACKBONE.NAME in ("CDNet", "CNet"):
+            cfg.MODEL.BACKBONE.GENOTYPE = _genotype_file(genotype, path)
+        cfg.freeze()
         model = cls.build_model(cfg)
         Checkpointer(model).load(path, checkpointables=[])
         return model
 
 
-def _num_classes_in(path: str) -> int:
-    ckpt = Checkpointer(nn.Linear(1, 1))._load_file(path)
-    return int(ckpt.get("num_classes", 0))
+def _genotype_file(genotype: dict, checkpoint: str) -> str:
+    """A genotype file (in the temp folder, named by content) holding a checkpoint's genotype."""
+    import hashlib
+    import json
+    import tempfile
+
+    from ..modeling.cdnet import Genotype, save_genotype
+
+    geno = Genotype.from_dict(genotype, source=f"checkpoint {checkpoint}")
+    digest = hashlib.sha1(json.dumps(geno.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    target = os.path.join(tempfile.gettempdir(), f"cdnet_reid_genotype_{digest}.json")
+    if not os.path.exists(target):
+        save_genotype(geno, target)
+    logger.info("Building the backbone from the genotype stored in %s: %s", checkpoint,
+                [list(e) for e in geno.layers])
+    return target
