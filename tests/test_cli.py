@@ -62,3 +62,11 @@ def test_two_process_search_writes_the_genotype(tmp_path, data_root):
     log = _run(["--num-gpus", "2", "--dist-url", "auto", *opts], cwd=tmp_path)
     assert "Genotype after epoch 1" in log
     assert json.loads((tmp_path / "genotype_final.json").read_text())["space"] == "cnet"
+
+
+def test_eval_only_keeps_the_training_config(two_process_run, data_root):
+    out, _ = two_process_run
+    before = (out / "config.yaml").read_text()
+    _run(["--eval-only", "--resume", *tiny_opts(out, data_root)], cwd=out)
+    assert (out / "config.yaml").read_text() == before
+    assert (out / "config_eval.yaml").exists()

@@ -78,7 +78,8 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
     cfg.SEED = _resolve_seed(cfg, getattr(args, "resume", False))
     log.info("Running with full config:\n%s", cfg.dump())
     if comm.is_main_process() and output_dir:
-        write_config(cfg)
+        # an evaluation must not overwrite the record of the training run in the same folder
+        write_config(cfg, "config_eval.yaml" if getattr(args, "eval_only", False) else "config.yaml")
         with PathManager.open(os.path.join(output_dir, "env.txt"), "w") as f:
             f.write(env + "\n")
     seed_all_rng(cfg.SEED + rank)
@@ -89,9 +90,9 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def write_config(cfg: CfgNode) -> str:
-    """Write the merged config to ``OUTPUT_DIR/config.yaml`` (main process); return the path."""
-    path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+def write_config(cfg: CfgNode, name: str = "config.yaml") -> str:
+    """Write the merged config to ``OUTPUT_DIR/<name>`` (main process); return the path."""
+    path = os.path.join(cfg.OUTPUT_DIR, name)
     if comm.is_main_process():
         PathManager.mkdirs(cfg.OUTPUT_DIR)
         with PathManager.open(path, "w") as f:
