@@ -70,3 +70,21 @@ def test_eval_only_keeps_the_training_config(two_process_run, data_root):
     _run(["--eval-only", "--resume", *tiny_opts(out, data_root)], cwd=out)
     assert (out / "config.yaml").read_text() == before
     assert (out / "config_eval.yaml").exists()
+
+
+def test_torchrun_env_launch(tmp_path, data_root):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+           str(_free_port()), SCRIPT, *tiny_opts(tmp_path, data_root), "SOLVER.MAX_EPOCH", "1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "World size: 2" in proc.stdout + proc.stderr
+    assert (tmp_path / "model_final.pth").exists() and (tmp_path / "log.txt.rank1").exists()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
