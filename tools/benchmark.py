@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from cdnet_reid.config import get_cfg  # noqa: E402
+from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
 from cdnet_reid.modeling import build_model  # noqa: E402
 from cdnet_reid.utils.env import resolve_device  # noqa: E402
 
@@ -141,7 +141,6 @@ def benchmark_training(model, batch, size, num_instances, device, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default="")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--batch-size", type=int, default=32, help="inference batch")
     p.add_argument("--train-batch-size", type=int, default=0, help="0 = SOLVER.IMS_PER_BATCH")
@@ -152,15 +151,12 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--compare", action="store_true",
                    help="inference: also the fast path, onnxruntime and torchvision baselines")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    add_tool_arguments(p)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list([o for o in args.opts if o != "--"])
+    cfg = setup_tool_cfg(args, freeze=False)
     device = resolve_device(args.device)
     cfg.MODEL.DEVICE = str(device)
     if cfg.MODEL.HEADS.NUM_CLASSES == 0:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Measure the training data pipeline: images/s of decode + augmentation, per worker count.
 
-    python tools/benchmark_data.py --config-file configs/Base-Reid.yml --workers 0 1 2
+    python tools/benchmark_data.py --config-file configs/Base-Reid.yml --workers 0 1 2 -- DATASETS.ROOT <root>
 
 Uses the config's DATASETS.NAMES and INPUT.* (256x128 by default) and the real training loader
 (P x K sampler, seeded augmentation). Reports the median over several timed windows.
@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tabulate import tabulate  # noqa: E402
 
-from cdnet_reid.config import get_cfg  # noqa: E402
 from cdnet_reid.data import build_reid_train_loader  # noqa: E402
+from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
 
 
 def measure(cfg, batches: int, windows: int) -> float:
@@ -36,19 +36,15 @@ def measure(cfg, batches: int, windows: int) -> float:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default="")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--batches", type=int, default=10, help="batches per timed window")
     p.add_argument("--windows", type=int, default=3)
-    p.add_argument("opts", nargs=argparse.REMAINDER)
+    add_tool_arguments(p)
     args = p.parse_args()
-    args.opts = [o for o in args.opts if o != "--"]
     rows = []
     for w in args.workers:
-        cfg = get_cfg()
-        if args.config_file:
-            cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts + ["DATALOADER.NUM_WORKERS", str(w), "SEED", "0"])
+        cfg = setup_tool_cfg(args, freeze=False)
+        cfg.merge_from_list(["DATALOADER.NUM_WORKERS", str(w), "SEED", "0"])
         rate = measure(cfg, args.batches, args.windows)
         rows.append([w, f"{rate:.0f}", f"{rate / max(w, 1):.0f}"])
     size = "x".join(map(str, cfg.INPUT.SIZE_TRAIN))

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from fvcore.nn import flop_count_table  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from cdnet_reid.config import get_cfg  # noqa: E402
+from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
 from cdnet_reid.modeling import build_model  # noqa: E402
 from cdnet_reid.utils.complexity import (conv_linear_macs, count_parameters,  # noqa: E402
                                          inference_parameters, mac_analysis)
@@ -30,17 +30,13 @@ from cdnet_reid.utils.complexity import (conv_linear_macs, count_parameters,  # 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", default="")
     p.add_argument("--num-classes", type=int, default=751,
                    help="classifier size when the config's MODEL.HEADS.NUM_CLASSES is 0 (Market: 751)")
     p.add_argument("--max-depth", type=int, default=2, help="depth of the per-module table")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    add_tool_arguments(p)
     args = p.parse_args()
 
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list([o for o in args.opts if o != "--"])
+    cfg = setup_tool_cfg(args, freeze=False)
     cfg.MODEL.DEVICE = "cpu"
     if cfg.MODEL.HEADS.NUM_CLASSES == 0:
         cfg.MODEL.HEADS.NUM_CLASSES = args.num_classes

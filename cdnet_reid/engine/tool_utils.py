@@ -1,5 +1,6 @@
-"""Shared command-line plumbing of the inference tools (``tools/extract_features.py``,
-``tools/visualize_ranks.py``, ``tools/export_onnx.py``).
+"""Shared command-line plumbing of the tools (``tools/extract_features.py``,
+``tools/visualize_ranks.py``, ``tools/export_onnx.py``, ``tools/complexity.py``,
+``tools/benchmark.py``, ``tools/benchmark_data.py``).
 
 Projects register their components when imported (``projects/README.md``), so these tools take
 ``--import-module`` (repeatable): a dotted module name, or a path to a package folder or a
@@ -76,7 +77,7 @@ def setup_tool_cfg(args: argparse.Namespace, *, freeze: bool = True) -> CfgNode:
         hook(cfg)
     if args.config_file:
         cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
+    cfg.merge_from_list([o for o in (args.opts or []) if o != "--"])  # "--" may separate options
     if modules:
         logger.info("Imported %s", ", ".join(m.__name__ for m in modules))
     if freeze:
