@@ -124,9 +124,13 @@ def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:
                          f"{len(ds.gallery)} gallery images (DATASETS.TESTS)")
     dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False),
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder")
-    world = comm.get_world_size()
-    batch = max(1, cfg.TEST.IMS_PER_BATCH // world)
+    return TestLoader(build_inference_loader(cfg, dataset), len(ds.query))
+
+
+def build_inference_loader(cfg, dataset) -> DataLoader:
+    """Finite loader over ``dataset`` in order, exact shards per rank, ``TEST.IMS_PER_BATCH`` in all."""
+    batch = max(1, cfg.TEST.IMS_PER_BATCH // comm.get_world_size())
     batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch, drop_last=False)
     kwargs = _loader_kwargs(cfg)
     kwargs["persistent_workers"] = False
-    return TestLoader(DataLoader(dataset, batch_sampler=batch_sampler, **kwargs), len(ds.query))
+    return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)

@@ -15,12 +15,12 @@ loaders and evaluator to build.
 
 import logging
 
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import DataLoader
 
 from ..utils import comm
-from .build import _loader_kwargs, build_dataset, build_infinite_loader, dataset_task
+from .build import build_dataset, build_inference_loader, build_infinite_loader, dataset_task
 from .common import ImageDataset
-from .samplers import InferenceSampler, TrainingSampler
+from .samplers import TrainingSampler
 from .transforms import build_transforms
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,4 @@ def build_cls_test_loader(cfg, dataset_name: str) -> DataLoader:
     dataset = ImageDataset(ds.test, build_transforms(cfg, is_train=False),
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder",
                            num_classes=ds.num_classes)
-    batch = max(1, cfg.TEST.IMS_PER_BATCH // comm.get_world_size())
-    batch_sampler = BatchSampler(InferenceSampler(len(dataset)), batch, drop_last=False)
-    kwargs = _loader_kwargs(cfg)
-    kwargs["persistent_workers"] = False
-    return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
+    return build_inference_loader(cfg, dataset)
