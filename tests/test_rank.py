@@ -322,11 +322,14 @@ def test_no_valid_query():
 @pytest.mark.parametrize(
     "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64]
 )
-def test_argsort_matches_torch_stable_sort(dtype):
-    # the CPU fast path (numpy argsort + stable re-sort of tied rows, threaded over row blocks)
-    # and the generic torch.sort(stable=True) path must give identical orders
-    from cdnet_reid.evaluation.rank import _stable_argsort_rows
+@pytest.mark.parametrize("count_block", [None, 7])
+def test_counting_matches_torch_stable_sort(dtype, count_block, monkeypatch):
+    # the CPU path (ranks counted in threaded row blocks, without sorting the rows) and the
+    # torch.sort(stable=True) path that runs on accelerators must give identical ranks
+    from cdnet_reid.evaluation import rank
 
+    if count_block is not None:  # many small comparison blocks
+        monkeypatch.setattr(rank, "_COUNT_BLOCK", count_block)
     rng = np.random.default_rng(11)
     coarse = rng.integers(-3, 4, (150, 300)).astype(np.float64)  # heavy ties
     fine = rng.standard_normal((150, 300))
@@ -337,13 +340,16 @@ def test_argsort_matches_torch_stable_sort(dtype):
         special = rng.choice(values, size=(150, 300))
         assert np.signbit(special[np.isnan(special)]).any()  # negative NaNs included
         mats.append(special)
+    q_pids, g_pids = rng.integers(0, 4, 150), rng.integers(0, 4, 300)  # ~75 relevant per row
+    q_cams, g_cams = rng.integers(0, 3, 150), rng.integers(0, 3, 300)
+    ids = tuple(torch.from_numpy(x) for x in (q_pids, q_cams, g_pids, g_cams))
     for m in mats:
         t = torch.from_numpy(m).to(dtype)
-        expected = torch.sort(t, dim=1, stable=True).indices
-        assert torch.equal(_stable_argsort_rows(t), expected)
-        np.testing.assert_array_equal(
-            expected.numpy(), np.argsort(t.double().numpy(), 1, kind="stable")
-        )
+        rows, ranks = rank._ranks_by_sorting(t, *ids)
+        got_rows, got_ranks = rank._ranks_by_counting(t, *ids)
+        assert torch.equal(got_rows, rows) and torch.equal(got_ranks, ranks)
+        expected = reference_rank(t.double().numpy(), q_pids, g_pids, q_cams, g_cams)
+        assert_same(evaluate_rank(t, q_pids, g_pids, q_cams, g_cams), expected)
 
 
 def test_non_contiguous_and_readonly_inputs():

@@ -15,6 +15,7 @@ Examples (from the repository root)::
     python tools/benchmark_eval.py --size market
     python tools/benchmark_eval.py --size msmt17
     python tools/benchmark_eval.py --num-query 1000 --num-gallery 5000 --num-ids 300 --num-cams 6
+    python tools/benchmark_eval.py --size msmt17 --mode distmat --baseline /tmp/rank_old.py
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
+import importlib.util  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import threading  # noqa: E402
@@ -36,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from cdnet_reid.evaluation.rank import evaluate_rank, evaluate_rank_features  # noqa: E402
+from cdnet_reid.evaluation import rank  # noqa: E402
 
 # name: (num_query, num_gallery, num_test_ids, num_cams, default modes)
 SIZES = {
@@ -190,6 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--noise", type=float, default=3.0, help="feature noise (larger = harder)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--baseline", metavar="RANK_PY", default=None,
+        help="also time another copy of cdnet_reid/evaluation/rank.py (e.g. from `git show "
+             "HEAD:cdnet_reid/evaluation/rank.py > /tmp/rank_old.py`) right before the current "
+             "one on the same inputs, and check that the results are identical",
+    )
     args = parser.parse_args(argv)
 
     if args.size:
@@ -225,38 +233,66 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
 
+    impls = [("", rank)]
+    if args.baseline:  # timed first, right before the current code on the same inputs
+        spec = importlib.util.spec_from_file_location("rank_baseline", args.baseline)
+        baseline = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(baseline)
+        impls.insert(0, (" [baseline]", baseline))
+
     rows, results = [], {}
     for mode in modes:
-        if mode == "features":
-            res, sec, cpu, mem = timed(
-                lambda: evaluate_rank_features(
-                    q, g, q_pids, g_pids, q_cams, g_cams, metric="cosine",
-                    max_rank=args.max_rank, chunk_size=args.chunk_size,
-                )
-            )
-            label, extra_note = "evaluate_rank_features (cosine)", "features only"
-        else:
+        if mode == "distmat":
             t0 = time.perf_counter()
             distmat = cosine_distmat(q, g)
-            dm_sec = time.perf_counter() - t0
             print(
                 f"distmat {distmat.shape} float32 ({distmat.nbytes / MB:.0f} MB) computed in "
-                f"{dm_sec:.1f}s", flush=True,
+                f"{time.perf_counter() - t0:.1f}s", flush=True,
             )
-            res, sec, cpu, mem = timed(
-                lambda: evaluate_rank(
-                    distmat, q_pids, g_pids, q_cams, g_cams,
-                    max_rank=args.max_rank, chunk_size=args.chunk_size,
+        by_impl = {}
+        for tag, mod in impls:
+            if mode == "features":
+                res, sec, cpu, mem = timed(
+                    lambda: mod.evaluate_rank_features(
+                        q, g, q_pids, g_pids, q_cams, g_cams, metric="cosine",
+                        max_rank=args.max_rank, chunk_size=args.chunk_size,
+                    )
                 )
+                label, extra_note = "evaluate_rank_features (cosine)", "features only"
+            else:
+                res, sec, cpu, mem = timed(
+                    lambda: mod.evaluate_rank(
+                        distmat, q_pids, g_pids, q_cams, g_cams,
+                        max_rank=args.max_rank, chunk_size=args.chunk_size,
+                    )
+                )
+                label = "evaluate_rank (distmat)"
+                extra_note = f"distmat {distmat.nbytes / MB:.0f} MB"
+            by_impl[tag] = res
+            cmc, all_ap, all_inp = res
+            rows.append(
+                [
+                    label + tag, f"{sec:.2f}", f"{cpu:.2f}", f"{mem.before / MB:.0f}",
+                    f"{mem.peak / MB:.0f}", f"{(mem.peak - mem.before) / MB:.0f}", extra_note,
+                    len(all_ap), f"{100 * cmc[0]:.2f}", f"{100 * all_ap.mean():.2f}",
+                    f"{100 * all_inp.mean():.2f}",
+                ]
             )
-            label, extra_note = "evaluate_rank (distmat)", f"distmat {distmat.nbytes / MB:.0f} MB"
+            print(f"{label}{tag}: {sec:.2f}s", flush=True)
+        results[mode] = res = by_impl[""]
+        if len(by_impl) == 2:
+            same = all(np.array_equal(x, y) for x, y in zip(res, by_impl[" [baseline]"]))
+            print(f"{mode}: results identical to the baseline: {same}", flush=True)
+            if not same:
+                raise SystemExit("MISMATCH with the baseline")
+        if mode == "distmat":
             if args.check:
                 rng = np.random.default_rng(1)
                 rows_chk = np.sort(rng.choice(nq, min(args.check, nq), replace=False))
                 ref_ap, ref_inp = reference_subset(
                     distmat, q_pids, g_pids, q_cams, g_cams, rows_chk
                 )
-                _, sub_ap, sub_inp = evaluate_rank(
+                _, sub_ap, sub_inp = rank.evaluate_rank(
                     distmat[rows_chk], q_pids[rows_chk], g_pids, q_cams[rows_chk], g_cams
                 )
                 err = max(
@@ -267,16 +303,6 @@ def main(argv: list[str] | None = None) -> None:
                     raise SystemExit("MISMATCH with the per-query reference")
             del distmat
             gc.collect()
-        cmc, all_ap, all_inp = res
-        results[mode] = res
-        rows.append(
-            [
-                label, f"{sec:.2f}", f"{cpu:.2f}", f"{mem.before / MB:.0f}", f"{mem.peak / MB:.0f}",
-                f"{(mem.peak - mem.before) / MB:.0f}", extra_note, len(all_ap),
-                f"{100 * cmc[0]:.2f}", f"{100 * all_ap.mean():.2f}", f"{100 * all_inp.mean():.2f}",
-            ]
-        )
-        print(f"{label}: {sec:.2f}s", flush=True)
 
     if len(results) == 2:
         a, b = results["distmat"], results["features"]

@@ -31,11 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import numpy as np  # noqa: E402
 
 from cdnet_reid.engine import DefaultTrainer  # noqa: E402
-from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
+from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 from cdnet_reid.evaluation import (ReidEvaluator, evaluate_rank, inference_on_dataset,  # noqa: E402
-                                  print_results)
-from cdnet_reid.utils.visualizer import (pair_distances, plot_rank_list,  # noqa: E402
-                                         plot_rank_summary, ranked_gallery)
+                                  junk_mask, pair_distances, print_results, ranked_gallery)
+from cdnet_reid.utils.visualizer import plot_rank_list, plot_rank_summary  # noqa: E402
 
 
 def visualize_dataset(cfg, model, name: str, out_dir: str, *, queries=None, worst: int = 8,
@@ -51,7 +50,8 @@ def visualize_dataset(cfg, model, name: str, out_dir: str, *, queries=None, wors
     dist = evaluator.distance_matrix(data).numpy()
     qp, gp, qc, gc = data["q_pids"], data["g_pids"], data["q_camids"], data["g_camids"]
     cmc, all_ap, _ = evaluate_rank(dist, qp, gp, qc, gc, max_rank=cfg.TEST.MAX_RANK)
-    valid = ((qp[:, None] == gp[None, :]) & (qc[:, None] != gc[None, :])).any(1)
+    relevant = (qp[:, None] == gp[None, :]) & ~junk_mask(qp[:, None], qc[:, None], gp, gc)
+    valid = relevant.any(1)
     ap = np.full(len(qp), np.nan)
     ap[valid] = all_ap
 
@@ -105,7 +105,7 @@ def main(argv=None):
                              "queries by AP)")
     parser.add_argument("--worst", type=int, default=8, help="number of worst queries (default 8)")
     parser.add_argument("--topk", type=int, default=10, help="gallery matches per row (default 10)")
-    add_tool_arguments(parser)
+    add_config_arguments(parser)
     args = parser.parse_args(argv)
     cfg = setup_tool_cfg(args)
     model = DefaultTrainer.build_model_for_eval(cfg)

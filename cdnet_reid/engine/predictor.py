@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..data.common import read_image
+from ..data.common import load_image
 from ..data.transforms import build_transforms
-from ..evaluation.evaluator import inference_context
+from ..evaluation.evaluator import embed, inference_context
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +71,7 @@ class DefaultPredictor:
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """A preprocessed ``N x 3 x H x W`` batch -> ``N x D`` float32 CPU embeddings."""
         with inference_context(self.model):
-            out = self.model(batch)
-            if self.flip:
-                out = (out + self.model(batch.flip(dims=[3]))) / 2
-        out = out.float()
+            out = embed(self.model, batch, self.flip).float()
         if self.feat_norm:
             out = F.normalize(out, dim=1)
         return out.cpu()
@@ -106,12 +103,9 @@ def _is_single_image(x) -> bool:
 
 
 def to_pil_rgb(image: ImageLike) -> Image.Image:
-    """A path, PIL image, HWC/HW uint8 array or CHW uint8 tensor as an RGB PIL image (what the
-    test loader feeds the test transform, so the predictor reproduces evaluation exactly)."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(os.fspath(image))
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+    """A path, PIL image, HWC/HW uint8 array or CHW uint8 tensor as an RGB PIL image, read by the
+    data pipeline's ``load_image`` (what the test loader feeds the test transform, so the
+    predictor reproduces evaluation exactly); alpha channels are dropped."""
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
             raise TypeError(f"tensor images must be 3 x H x W (or 1 x H x W) uint8, got "
@@ -120,14 +114,12 @@ def to_pil_rgb(image: ImageLike) -> Image.Image:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise TypeError(f"array images must be uint8 (0-255 RGB), got {image.dtype}")
-        if image.ndim == 3 and image.shape[2] == 4:
-            image = image[:, :, :3]
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[:, :, 0]
-        if image.ndim == 2:
-            return Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
-        if image.ndim != 3 or image.shape[2] != 3:
+        if image.ndim == 3 and image.shape[2] in (1, 4):
+            image = image[:, :, 0] if image.shape[2] == 1 else image[:, :, :3]
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
             raise ValueError(f"array images must be H x W x 3 RGB, got shape {image.shape}")
-        return Image.fromarray(np.ascontiguousarray(image))
-    raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, a PIL image, "
-                    f"a numpy uint8 array or a uint8 tensor")
+        image = np.ascontiguousarray(image)
+    elif not isinstance(image, (str, os.PathLike, Image.Image)):
+        raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, a PIL image, "
+                        f"a numpy uint8 array or a uint8 tensor")
+    return load_image(image)

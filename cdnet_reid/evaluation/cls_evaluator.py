@@ -31,6 +31,11 @@ class ClassificationEvaluator(DatasetEvaluator):
         self.topk = tuple(int(k) for k in topk)
         self.reset()
 
+    @classmethod
+    def from_config(cls, cfg, **meta) -> dict:
+        """Constructor arguments: top-1 and top-5 accuracy (``cfg`` and ``meta`` are not used)."""
+        return dict(topk=(1, 5))
+
     def reset(self) -> None:
         self._correct = {k: 0 for k in self.topk}
         self._total = 0

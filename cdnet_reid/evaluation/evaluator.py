@@ -32,6 +32,16 @@ class DatasetEvaluator:
         return OrderedDict()
 
 
+def embed(model: nn.Module, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """``model(images)``; with ``flip``, averaged with the outputs of the horizontally mirrored
+    images (test-time flip augmentation; ``images`` is ``N x C x H x W``). The one definition used
+    by the evaluation, ``DefaultPredictor`` and the ONNX export."""
+    out = model(images)
+    if flip:
+        out = (out + model(images.flip(dims=[3]))) / 2
+    return out
+
+
 @contextmanager
 def inference_context(model: nn.Module):
     """Puts ``model`` in eval mode and restores its previous mode, even on errors."""
@@ -62,10 +72,7 @@ def inference_on_dataset(model: nn.Module, data_loader, evaluator: DatasetEvalua
             if idx == num_warmup:
                 start, compute_time = time.perf_counter(), 0.0
             t0 = time.perf_counter()
-            images = batch["images"]
-            outputs = model(images)
-            if flip_test:
-                outputs = (outputs + model(images.flip(dims=[3]))) / 2
+            outputs = embed(model, batch["images"], flip_test)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             compute_time += time.perf_counter() - t0

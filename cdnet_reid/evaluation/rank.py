@@ -27,36 +27,38 @@ For every query ``q`` (row of the query x gallery distance matrix, smaller = mor
 
 ``mAP = all_AP.mean()`` and ``mINP = all_INP.mean()``.
 
-Implementation: queries are processed in chunks; for each chunk the distances are sorted
-row-wise with ties broken by gallery index (equivalent to ``torch.sort(stable=True)``, which is
-used on accelerators; on CPU, float32 rows are sorted as unique int64 keys
-``(value bits, gallery index)`` with numpy's SIMD sort in threads), a per-element code
-(0 = other pid, 1 = relevant, 2 = junk) is gathered into rank order, and everything else is
-computed from the sparse positions of the relevant / junk items.  Memory is therefore bounded
-by ~14 bytes per element of one chunk (~450 MB with the default chunk size, whatever the
-problem size), and the result does not depend on the chunk size.
+Implementation: queries are processed in chunks of rows.  Only the ranks of the relevant items
+are needed, so on CPU no row is sorted: for each query its relevant items are sorted by
+``(distance, gallery index)`` (a few dozen), the other-pid items up to the farthest relevant one
+are picked with one comparison over the row, and the rank of each relevant item is its position
+among them plus the number of those items ordered before it (compared as integer keys
+``(distance bits, gallery index)``, so ties and NaNs follow the stable order exactly); rows run in
+threads.  On accelerators the rows are sorted with ``torch.sort(stable=True)`` and the relevant /
+junk positions read from the sorted codes.  Both give identical results, which do not depend on
+the chunk size.  Extra memory is a few bytes per gallery item per thread on CPU, ~14 bytes per
+element of one chunk on accelerators (~450 MB with the default chunk size).
 :func:`evaluate_rank_features` computes the distances chunk by chunk from features, so the full
-distance matrix is never materialised.
+distance matrix is never materialised (4 bytes per element of one chunk).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Union
 
 import numpy as np
 import torch
 
-__all__ = ["evaluate_rank", "evaluate_rank_chunks", "evaluate_rank_features", "default_chunk_size"]
+__all__ = ["evaluate_rank", "evaluate_rank_chunks", "evaluate_rank_features", "default_chunk_size",
+           "junk_mask", "pairwise_distances", "pairwise_distance_chunks"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[int], Sequence[float]]
 Metric = Literal["cosine", "euclidean"]
 
-# Budget for the int64 sort indices of one chunk.  The whole per-chunk working set is about
-# 14 bytes per (query, gallery) element, i.e. ~1.8x this (~450 MB), plus 4 bytes per element
-# for the distance chunk in evaluate_rank_features.
+# Budget for the int64 sort indices of one chunk (the sorting path; its whole per-chunk working
+# set is ~1.8x this, ~450 MB), and 1/2 of it for a distance chunk in evaluate_rank_features.
 _SORT_INDEX_BUDGET_BYTES = 256 * 1024 * 1024
 
 
@@ -146,11 +148,153 @@ def _prepare_ids(
 
 
 # ---------------------------------------------------------------------------------------------
-# per-chunk ranking (shared by both public functions)
+# protocol rules and distances (shared with the re-ranking, the evaluator and the pictures)
 # ---------------------------------------------------------------------------------------------
+def junk_mask(q_pids, q_camids, g_pids, g_camids):
+    """The Market-1501 junk rule: ``True`` where a gallery item has the query's pid *and* camera
+    (such items are removed from the query's ranking).
+
+    Works on numpy arrays and torch tensors alike; the arguments broadcast against each other, e.g.
+    ``junk_mask(q_pids[:, None], q_camids[:, None], g_pids, g_camids)`` is the (Q, G) mask, scalar
+    query ids give a (G,) mask, and equal-length 1-D arrays give the mask of (query, gallery) pairs.
+    """
+    return (q_pids == g_pids) & (q_camids == g_camids)
+
+
+def pairwise_distances(q: torch.Tensor, g: torch.Tensor, metric: str = "cosine", *,
+                       g_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, m) distances of the rows of ``q`` (n, D) to the rows of ``g`` (m, D): ``1 - q.g``
+    (``"cosine"``, on the features as given) or the squared Euclidean distance
+    ``||q||^2 + ||g||^2 - 2 q.g`` (``"euclidean"``; ``g_sqnorm`` = precomputed ``||g||^2``)."""
+    if metric == "cosine":
+        return torch.mm(q, g.t()).neg_().add_(1.0)
+    if metric != "euclidean":
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    if g_sqnorm is None:
+        g_sqnorm = (g * g).sum(dim=1)
+    dist = torch.addmm(g_sqnorm[None, :], q, g.t(), beta=1.0, alpha=-2.0)
+    dist += (q * q).sum(dim=1, keepdim=True)
+    return dist
+
+
+def pairwise_distance_chunks(q: torch.Tensor, g: torch.Tensor, metric: str = "cosine", *,
+                             chunk_size: int | None = None
+                             ) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """:func:`pairwise_distances` of ``q`` to ``g`` as consecutive ``(start, stop, dist)`` blocks
+    of query rows (``chunk_size`` rows, by default :func:`default_chunk_size`), so that the whole
+    matrix never exists at once (the input of :func:`evaluate_rank_chunks`)."""
+    chunk = _check_chunk_size(chunk_size, g.shape[0])
+    g_sqnorm = (g * g).sum(dim=1) if metric == "euclidean" else None
+    for start in range(0, q.shape[0], chunk):
+        stop = min(start + chunk, q.shape[0])
+        yield start, stop, pairwise_distances(q[start:stop], g, metric, g_sqnorm=g_sqnorm)
+
+
+# ---------------------------------------------------------------------------------------------
+# ranks of the relevant items, by sorting (any device) or by counting (CPU)
+# ---------------------------------------------------------------------------------------------
+def _ranks_by_sorting(dist, q_pids, q_camids, g_pids, g_camids):
+    """``(rows, ranks)`` of every relevant (query, gallery) pair of the chunk, sorted by row then
+    rank: the row and the 1-based rank among the row's non-junk items. Torch ops on any device:
+    the rows are sorted stably, then the codes 0 = other pid, 1 = relevant, 2 = junk are
+    gathered into rank order."""
+    code = (q_pids[:, None] == g_pids[None, :]).to(torch.uint8)
+    code += junk_mask(q_pids[:, None], q_camids[:, None], g_pids[None, :], g_camids[None, :])
+    code = torch.gather(code, 1, torch.sort(dist, dim=1, stable=True).indices)  # rank order
+    pos = code.nonzero()  # (row, position) of the same-pid items, row-major
+    kind = code[pos[:, 0], pos[:, 1]]
+    del code
+    rel, junk = pos[kind == 1], pos[kind == 2]
+    rows, cols = rel[:, 0], rel[:, 1]
+    if junk.shape[0] == 0:
+        return rows, cols + 1
+    num_g = dist.shape[1]  # position among the kept items = col - #junk before it in the row
+    junk_keys = junk[:, 0] * num_g + junk[:, 1]
+    junk_before = (torch.searchsorted(junk_keys, rows * num_g + cols)
+                   - torch.searchsorted(junk_keys, rows * num_g))
+    return rows, cols - junk_before + 1
+
+
+def _ordered_keys(values: np.ndarray) -> np.ndarray:
+    """Integers in the order of a stable sort of ``values``: floats map to same-width integers
+    (-0.0 and +0.0 equal, every NaN equal and after +inf), integers to int64."""
+    if values.dtype.kind != "f":
+        return values.astype(np.int64)
+    nan = np.isnan(values)
+    if nan.any():
+        values = np.where(nan, values.dtype.type(np.nan), values)  # one canonical NaN
+    bits = values.view(np.int32 if values.itemsize == 4 else np.int64)
+    sign = bits >> (8 * values.itemsize - 1)  # -1 for negative values, else 0
+    return (bits ^ (sign & np.iinfo(bits.dtype).max)) - sign  # negatives + 1: -0.0 -> 0
+
+
+_COUNT_BLOCK = 1 << 20  # elements of one (positives x candidates) comparison block
+
+
+def _count_before(keys: np.ndarray, cols: np.ndarray, pos_keys: np.ndarray,
+                  pos_cols: np.ndarray) -> np.ndarray:
+    """For every positive ``(pos_keys[k], pos_cols[k])``: how many of the items ``(keys, cols)``
+    (``cols`` ascending) come before it in the stable order (smaller key, or equal key and
+    smaller gallery index)."""
+    packed = keys.dtype == np.int32  # float32 distances (gallery indices < 2**32)
+    if packed:  # unique int64 keys (key, col): one comparison decides, ties included
+        keys = (keys.astype(np.int64) << 32) | cols
+        pos_keys = (pos_keys.astype(np.int64) << 32) | pos_cols
+    out = np.empty(pos_keys.shape[0], dtype=np.int64)
+    step = max(1, _COUNT_BLOCK // max(1, keys.size))
+    for a in range(0, pos_keys.shape[0], step):
+        block = pos_keys[a:a + step, None]
+        out[a:a + step] = (keys < block).sum(1)
+        if not packed:  # equal keys: those with a smaller gallery index come first
+            for k in a + np.flatnonzero((keys == block).any(1)):
+                out[k] += np.count_nonzero(keys[:np.searchsorted(cols, pos_cols[k])] == pos_keys[k])
+    return out
+
+
+def _ranks_by_counting(dist, q_pids, q_camids, g_pids, g_camids):
+    """Same result as :func:`_ranks_by_sorting`, on CPU, without sorting the rows: for every
+    query the relevant items are sorted (a few dozen), and the rank of each is its position among
+    them plus the number of other-pid items before it in the stable order. Only the items at most
+    as far as the farthest relevant one can be before any of them; those are selected with one
+    comparison over the row, then counted against every relevant item. Row blocks run in threads
+    (numpy releases the GIL)."""
+    if dist.dtype in (torch.float16, torch.bfloat16):
+        dist = dist.to(torch.float32)
+    arr = dist.numpy()
+    qp, qc, gp, gc = (t.numpy() for t in (q_pids, q_camids, g_pids, g_camids))
+    by_pid = np.argsort(gp, kind="stable")  # gallery grouped by pid, ascending index in a group
+    lo = np.searchsorted(gp[by_pid], qp, side="left")
+    hi = np.searchsorted(gp[by_pid], qp, side="right")
+    ranks: list[np.ndarray | None] = [None] * arr.shape[0]
+
+    def rank_rows(a: int, b: int) -> None:
+        for i in range(a, b):
+            same = by_pid[lo[i]:hi[i]]
+            rel = same[~junk_mask(qp[i], qc[i], gp[same], gc[same])]
+            if rel.size == 0:
+                continue
+            row = arr[i]
+            keys = _ordered_keys(row[rel])
+            order = np.argsort(keys, kind="stable")
+            pos_keys, pos_cols = keys[order], rel[order]
+            last = row[pos_cols[-1]]
+            cand = row <= last if last == last else np.ones(row.shape, dtype=bool)  # NaN: all
+            cand[same] = False
+            cols = np.flatnonzero(cand)
+            before = _count_before(_ordered_keys(row[cols]), cols, pos_keys, pos_cols)
+            ranks[i] = np.arange(1, rel.size + 1) + before
+
+    _run_row_blocks(rank_rows, arr.shape[0])
+    found = [(i, r) for i, r in enumerate(ranks) if r is not None]
+    if not found:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    rows = np.concatenate([np.full(r.size, i) for i, r in found])
+    return torch.from_numpy(rows), torch.from_numpy(np.concatenate([r for _, r in found]))
+
+
 def _run_row_blocks(fn: Callable[[int, int], None], num_rows: int) -> None:
     """Call ``fn(start, stop)`` on blocks of rows, spread over ``torch.get_num_threads()``
-    threads (the numpy sorts used in the blocks release the GIL)."""
+    threads."""
     num_threads = max(1, min(torch.get_num_threads(), num_rows // 8))
     num_blocks = max(1, min(num_rows, 4 * num_threads))
     bounds = np.linspace(0, num_rows, num_blocks + 1).astype(int)
@@ -162,99 +306,6 @@ def _run_row_blocks(fn: Callable[[int, int], None], num_rows: int) -> None:
     with ThreadPoolExecutor(max_workers=num_threads) as pool:
         for fut in [pool.submit(fn, a, b) for a, b in blocks]:
             fut.result()
-
-
-_KEY_SUB_BLOCK_ROWS = 16  # rows per key-build/sort step (keeps the working set in cache)
-
-
-def _argsort_float32_keys(dist: torch.Tensor) -> torch.Tensor:
-    """Stable row-wise argsort for float32 (or narrower float) distances via unique int64 keys.
-
-    Each element becomes ``key = ordered(value) << 32 | column``, where ``ordered`` maps the
-    float32 bit pattern to a monotone integer (negative floats get their magnitude bits
-    flipped and are shifted up by one so that -0.0 and +0.0 coincide; NaNs are first made
-    canonical so they all sort after +inf).  The keys are unique, so numpy's fast (SIMD,
-    unstable) sort of the keys gives exactly the stable order, and their low 32 bits are the
-    sorted column indices.  Keys are built and sorted a few rows at a time, in threads.
-    """
-    if dist.dtype != torch.float32:
-        dist = dist.to(torch.float32)
-    nan = torch.isnan(dist)
-    if bool(nan.any()):
-        dist = dist.masked_fill(nan, float("nan"))  # copy with one canonical (positive) NaN
-    del nan
-    bits = dist.numpy().view(np.int32)
-    num_rows, num_cols = bits.shape
-    out = np.empty((num_rows, num_cols), dtype=np.int64)
-    cols = np.arange(num_cols, dtype=np.int64)
-
-    def sort_rows(a: int, b: int) -> None:
-        for s in range(a, b, _KEY_SUB_BLOCK_ROWS):
-            e = min(b, s + _KEY_SUB_BLOCK_ROWS)
-            blk = bits[s:e]
-            key = out[s:e]
-            tmp = blk >> 31  # 0 for positive, -1 for negative values
-            np.bitwise_and(tmp, 0x7FFFFFFF, out=tmp)
-            np.bitwise_xor(blk, tmp, out=tmp)  # monotone int32, but -0.0 -> -1
-            key[...] = tmp
-            key -= blk >> 31  # negatives + 1: -0.0 -> 0 == +0.0, order kept
-            key <<= 32
-            key |= cols
-            key.sort(axis=1)
-            key &= 0xFFFFFFFF
-
-    _run_row_blocks(sort_rows, num_rows)
-    return torch.from_numpy(out)
-
-
-def _argsort_tie_fixed(dist: torch.Tensor) -> torch.Tensor:
-    """Stable row-wise argsort for float64 distances: numpy's fast unstable argsort, then the
-    (short, rare for float64) runs of equal values are put back into column order."""
-    arr = dist.numpy()
-    out = np.empty(arr.shape, dtype=np.int64)
-
-    def sort_rows(a: int, b: int) -> None:
-        block = arr[a:b]
-        idx = np.argsort(block, axis=1)
-        if block.shape[1] > 1:
-            vals = np.take_along_axis(block, idx, axis=1)
-            eq = vals[:, 1:] == vals[:, :-1]  # eq[:, j]: sorted positions j and j+1 tie
-            nan_rows = np.flatnonzero(np.isnan(vals[:, -1]))  # NaNs are sorted last
-            if nan_rows.size:
-                nan = np.isnan(vals[nan_rows])
-                eq[nan_rows] |= nan[:, 1:] & nan[:, :-1]
-            del vals
-            if eq.any():
-                member = np.zeros(idx.shape, dtype=bool)
-                member[:, 1:] = eq
-                member[:, :-1] |= eq
-                starts = member.copy()
-                starts[:, 1:] &= ~eq  # a member starts a run unless it ties its predecessor
-                pos = np.flatnonzero(member)  # row-major: runs are contiguous and in order
-                run_id = np.cumsum(starts.ravel()[pos])
-                flat = idx.reshape(-1)
-                cols = flat[pos]
-                flat[pos] = cols[np.lexsort((cols, run_id))]
-        out[a:b] = idx
-
-    _run_row_blocks(sort_rows, arr.shape[0])
-    return torch.from_numpy(out)
-
-
-def _stable_argsort_rows(dist: torch.Tensor) -> torch.Tensor:
-    """Indices sorting each row of ``dist`` ascending, ties broken by column index, NaN last.
-
-    Always the same result as ``torch.sort(dist, dim=1, stable=True).indices``, which is what
-    runs on accelerators and for integer dtypes.  On CPU two faster routes are used (about 2x less
-    CPU time on MSMT17-sized rows): float32/float16/bfloat16 via unique int64 keys, float64 via
-    numpy's argsort plus a fix-up of tied runs.
-    """
-    if dist.device.type == "cpu" and 0 < dist.shape[1] < 2**31:
-        if dist.dtype in (torch.float32, torch.float16, torch.bfloat16):
-            return _argsort_float32_keys(dist)
-        if dist.dtype == torch.float64:
-            return _argsort_tie_fixed(dist)
-    return torch.sort(dist, dim=1, stable=True).indices
 
 
 def _rank_chunk(
@@ -275,36 +326,12 @@ def _rank_chunk(
         ``(first_hit, ap, inp)`` for the *valid* queries of the chunk, in query order:
         1-based rank of the first hit (int64), AP and INP (float64).
     """
-    n, num_g = dist.shape
+    n = dist.shape[0]
     device = dist.device
-
-    # Per-element code in gallery order: 0 = other pid, 1 = relevant (same pid, other camera),
-    # 2 = junk (same pid, same camera).
-    same_pid = q_pids[:, None] == g_pids[None, :]
-    code = same_pid.to(torch.uint8)
-    code += same_pid & (q_camids[:, None] == g_camids[None, :])
-    del same_pid
-    order = _stable_argsort_rows(dist)  # ties -> lower gallery index first
-    code = torch.gather(code, 1, order)  # now in rank order
-    del order
-
-    same_pos = code.nonzero()  # (n_same, 2), row-major => sorted by (row, rank)
-    same_code = code[same_pos[:, 0], same_pos[:, 1]]
-    del code
-    rel_pos = same_pos[same_code == 1]
-    junk_pos = same_pos[same_code == 2]
-
-    rows, cols = rel_pos[:, 0], rel_pos[:, 1]
-    # Position among the remaining (non-junk) items = col - (#junk before col in the row).
-    if junk_pos.shape[0]:
-        junk_keys = junk_pos[:, 0] * num_g + junk_pos[:, 1]
-        rel_keys = rows * num_g + cols
-        junk_before = torch.searchsorted(junk_keys, rel_keys) - torch.searchsorted(
-            junk_keys, rows * num_g
-        )
-        kept_rank = cols - junk_before + 1  # 1-based
+    if device.type == "cpu" and dist.shape[1] > 0:
+        rows, kept_rank = _ranks_by_counting(dist, q_pids, q_camids, g_pids, g_camids)
     else:
-        kept_rank = cols + 1
+        rows, kept_rank = _ranks_by_sorting(dist, q_pids, q_camids, g_pids, g_camids)
 
     num_rel = torch.bincount(rows, minlength=n)  # R per query
     starts = torch.cumsum(num_rel, 0) - num_rel  # first relevant entry of each row
@@ -414,20 +441,6 @@ def _features(x: ArrayLike, name: str, device: torch.device | None = None) -> to
     return t
 
 
-def _chunk_distances(
-    q: torch.Tensor, g: torch.Tensor, g_sqnorm: torch.Tensor | None, metric: str
-) -> torch.Tensor:
-    """Distances of a chunk of query features ``q`` (n, D) to all gallery features ``g`` (G, D)."""
-    if metric == "cosine":
-        # 1 - cos, computed in place on the (n, G) product.
-        return torch.mm(q, g.t()).neg_().add_(1.0)
-    # squared Euclidean: ||q||^2 + ||g||^2 - 2 q.g
-    assert g_sqnorm is not None
-    dist = torch.addmm(g_sqnorm[None, :], q, g.t(), beta=1.0, alpha=-2.0)
-    dist += (q * q).sum(dim=1, keepdim=True)
-    return dist
-
-
 def evaluate_rank_features(
     q_feats: np.ndarray | torch.Tensor,
     g_feats: np.ndarray | torch.Tensor,
@@ -466,13 +479,8 @@ def evaluate_rank_features(
         num_q, num_g, q_pids, g_pids, q_camids, g_camids, g.device,
         f"features of shapes q {tuple(q.shape)} / g {tuple(g.shape)}",
     )
-    chunk = _check_chunk_size(chunk_size, num_g)
-    g_sqnorm = (g * g).sum(dim=1) if metric == "euclidean" else None
-
     first_hits, aps, inps = [], [], []
-    for start in range(0, num_q, chunk):
-        stop = min(start + chunk, num_q)
-        dist = _chunk_distances(q[start:stop], g, g_sqnorm, metric)
+    for start, stop, dist in pairwise_distance_chunks(q, g, metric, chunk_size=chunk_size):
         fh, ap, inp = _rank_chunk(dist, qp[start:stop], qc[start:stop], gp, gc)
         del dist
         first_hits.append(fh)

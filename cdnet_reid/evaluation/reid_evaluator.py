@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..utils import comm
 from .evaluator import DatasetEvaluator
 from .query_expansion import average_query_expansion
-from .rank import _chunk_distances, evaluate_rank_chunks, evaluate_rank_features
+from .rank import evaluate_rank_chunks, evaluate_rank_features, pairwise_distance_chunks
 from .rerank import rerank_distance_chunks
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,16 @@ class ReidEvaluator(DatasetEvaluator):
         self.aqe = dict(qe_times=int(aqe_times), qe_k=int(aqe_k),
                         alpha=float(aqe_alpha)) if aqe else None
         self.reset()
+
+    @classmethod
+    def from_config(cls, cfg, *, num_query: int, **meta) -> dict:
+        """Constructor arguments from ``cfg.TEST`` (METRIC, FEAT_NORM, MAX_RANK, RERANK.*,
+        AQE.*) and the test loader's ``num_query``; other ``meta`` entries are not used."""
+        test, rr, qe = cfg.TEST, cfg.TEST.RERANK, cfg.TEST.AQE
+        return dict(num_query=int(num_query), metric=test.METRIC, feat_norm=test.FEAT_NORM,
+                    max_rank=test.MAX_RANK, rerank=rr.ENABLED, rerank_k1=rr.K1, rerank_k2=rr.K2,
+                    rerank_lambda=rr.LAMBDA, aqe=qe.ENABLED, aqe_times=qe.QE_TIME, aqe_k=qe.QE_K,
+                    aqe_alpha=qe.ALPHA)
 
     def reset(self) -> None:
         self._feats: List[torch.Tensor] = []
@@ -121,11 +131,7 @@ class ReidEvaluator(DatasetEvaluator):
         if self.rerank is not None:
             yield from rerank_distance_chunks(q, g, metric=self.metric, **self.rerank)
             return
-        g_sqnorm = (g * g).sum(dim=1) if self.metric == "euclidean" else None
-        step = max(1, (64 * 1024 * 1024) // (4 * max(1, g.shape[0])))
-        for a in range(0, q.shape[0], step):
-            b = min(q.shape[0], a + step)
-            yield a, b, _chunk_distances(q[a:b], g, g_sqnorm, self.metric)
+        yield from pairwise_distance_chunks(q, g, self.metric)
 
     def distance_matrix(self, data: dict) -> torch.Tensor:
         """The full (Nq, Ng) distance matrix of ``data`` (for small test sets and pictures)."""

@@ -56,7 +56,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["k_reciprocal_rerank", "rerank_distance_chunks", "pairwise_distances"]
+from .rank import pairwise_distances
+
+__all__ = ["k_reciprocal_rerank", "rerank_distance_chunks"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +68,10 @@ DEFAULT_CHUNK_BYTES = 256 * 1024 * 1024
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def pairwise_distances(a: torch.Tensor, b: torch.Tensor, metric: str,
-                       b_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
-    """(n, m) distances, clamped at 0: ``1 - a.b`` ("cosine") or squared Euclidean."""
-    if metric == "cosine":
-        d = torch.mm(a, b.t()).neg_().add_(1.0)
-    elif metric == "euclidean":
-        if b_sqnorm is None:
-            b_sqnorm = (b * b).sum(1)
-        d = torch.addmm(b_sqnorm[None, :], a, b.t(), beta=1.0, alpha=-2.0)
-        d += (a * a).sum(1, keepdim=True)
-    else:
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    return d.clamp_(min=0.0)
+def _base_distances(a: torch.Tensor, b: torch.Tensor, metric: str,
+                    b_sqnorm: torch.Tensor | None = None) -> torch.Tensor:
+    """Step 1's ``d``: (n, m) :func:`~.rank.pairwise_distances`, clamped at 0."""
+    return pairwise_distances(a, b, metric, g_sqnorm=b_sqnorm).clamp_(min=0.0)
 
 
 def _pair_distances(feats: torch.Tensor, rows: np.ndarray, cols: np.ndarray, metric: str,
@@ -181,7 +174,7 @@ def _neighbours(feats: torch.Tensor, k: int, metric: str, sqnorm, chunk_bytes: i
         b = min(n, a + side)
         for c in range(a, n, side):
             e = min(n, c + side)
-            d = pairwise_distances(feats[a:b], feats[c:e], metric,
+            d = _base_distances(feats[a:b], feats[c:e], metric,
                                    None if sqnorm is None else sqnorm[c:e])
             _merge_topk(best_v[a:b], best_i[a:b], d, c)
             torch.maximum(rowmax[a:b], d.max(1).values, out=rowmax[a:b])
@@ -196,7 +189,7 @@ def _neighbours(feats: torch.Tensor, k: int, metric: str, sqnorm, chunk_bytes: i
         step = max(1, chunk_bytes // (16 * n))
         for s in range(0, len(ambiguous), step):
             rows = ambiguous[s:s + step]
-            d = pairwise_distances(feats[rows], feats, metric, sqnorm)
+            d = _base_distances(feats[rows], feats, metric, sqnorm)
             nbr[rows.numpy()] = torch.sort(d, dim=1, stable=True).indices[:, :k].numpy()
     return nbr, rowmax.double().numpy()
 
@@ -379,7 +372,7 @@ def rerank_distance_chunks(q_feats, g_feats, *, k1: int = 20, k2: int = 6,
         del denom
         np.subtract(1.0, m, out=m)  # m is now the Jaccard distance
         final = torch.from_numpy(m).mul_(1.0 - lam)
-        dist = pairwise_distances(q[a:b], g, metric, g_sqnorm)
+        dist = _base_distances(q[a:b], g, metric, g_sqnorm)
         dist.div_(torch.from_numpy(rowmax[a:b, None]).float())
         final = final.add_(dist, alpha=lam).float()
         del m, dist

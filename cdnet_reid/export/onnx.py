@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..evaluation.evaluator import embed
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["EmbeddingModel", "export_onnx", "verify_onnx"]
@@ -42,10 +44,7 @@ class EmbeddingModel(nn.Module):
         return cls(model, flip=cfg.TEST.FLIP.ENABLED, l2_normalize=cfg.TEST.FEAT_NORM)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.model(images)
-        if self.flip:
-            out = (out + self.model(images.flip(dims=[3]))) / 2
-        out = out.float()
+        out = embed(self.model, images, self.flip).float()
         return F.normalize(out, dim=1) if self.l2_normalize else out
 
 

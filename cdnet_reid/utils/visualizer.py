@@ -1,5 +1,8 @@
 """Pictures: training curves from ``metrics.json``, rank lists and a ranking summary (PNG).
 
+Drawing only: the rank lists and pair distances to draw come from
+``cdnet_reid.evaluation.rank_lists`` (this module stays below ``evaluation``).
+
 matplotlib is imported lazily and drawn through its Agg canvas directly (``Figure`` +
 ``FigureCanvasAgg``; pyplot and the global backend are never touched), so importing this module
 is cheap and safe in training processes and headless machines.
@@ -15,8 +18,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_metrics", "plot_training_curves", "plot_rank_list", "plot_rank_summary",
-           "ranked_gallery", "pair_distances"]
+__all__ = ["read_metrics", "plot_training_curves", "plot_rank_list", "plot_rank_summary"]
 
 GREEN, RED, BLUE, GREY = (40, 170, 60), (220, 40, 40), (40, 90, 220), (150, 150, 150)
 
@@ -202,27 +204,3 @@ def plot_rank_summary(cmc: np.ndarray, pos_dists: np.ndarray, neg_dists: np.ndar
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, out_path)
-
-
-def ranked_gallery(dist_row: np.ndarray, q_pid: int, q_camid: int, g_pids: np.ndarray,
-                   g_camids: np.ndarray) -> np.ndarray:
-    """Gallery indices in rank order (stable, as the evaluation) without the junk items (same
-    identity and camera as the query), i.e. the list the metrics are computed on."""
-    order = np.argsort(dist_row, kind="stable")
-    junk = (g_pids[order] == q_pid) & (g_camids[order] == q_camid)
-    return order[~junk]
-
-
-def pair_distances(dist: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
-                   g_camids: np.ndarray, max_pairs: int = 2_000_000, seed: int = 0
-                   ) -> Tuple[np.ndarray, np.ndarray]:
-    """``(positive, negative)`` query-gallery distances, junk pairs excluded; the negatives are
-    subsampled to ``max_pairs`` (seeded) for large test sets."""
-    same = q_pids[:, None] == g_pids[None, :]
-    junk = same & (q_camids[:, None] == g_camids[None, :])
-    pos = dist[same & ~junk]
-    neg_mask = ~same
-    neg = dist[neg_mask]
-    if neg.size > max_pairs:
-        neg = np.random.default_rng(seed).choice(neg, max_pairs, replace=False)
-    return pos, neg
