@@ -7,8 +7,9 @@ import torch
 
 from cdnet_reid.config import get_cfg
 from cdnet_reid.modeling import build_model
-from cdnet_reid.modeling.cdnet import (CDNet, CNet, FBLNeck, Genotype, GenotypeError,
-                                       load_genotype, ours_to_authors, save_genotype)
+from cdnet_reid.modeling.backbones import CDNet, CNet
+from cdnet_reid.modeling.cdnet import Genotype, GenotypeError, load_genotype, ours_to_authors, save_genotype
+from cdnet_reid.modeling.heads import FBLNeck
 from cdnet_reid.modeling.cdnet.ops import CBlock, ChannelGate, DownSample
 from cdnet_reid.utils.checkpoint import Checkpointer
 
@@ -180,7 +181,8 @@ def test_genotype_round_trips_and_argmax(tmp_path):
     ('{"layers": [[3, 5, 1], [3, 7]]}', "all"),
     ('{"layers": [[3, 5, 1]], "alphas1": [[0.1, 0.2]]}', "alphas must be 1×12"),
     ('{"format": "cdnet-reid-genotype", "version": 9, "space": "cdnet", "layers": [[3, 5, 1]]}', "newer"),
-    ('{"format": "cdnet-reid-genotype", "version": 1, "space": "cdnet", "layers": [[3, 5, 1]], "ops": [4]}', "disagree"),
+    ('{"format": "cdnet-reid-genotype", "version": 1, "space": "cdnet", "layers": [[3, 5, 1]], '
+     '"ops": [4]}', "disagree"),
 ])
 def test_malformed_genotypes_are_named(tmp_path, content, match):
     path = tmp_path / "g.json"

@@ -57,7 +57,7 @@ def test_eval_only_matches_the_runs_final_evaluation(two_process_run, data_root,
 def test_two_process_search_writes_the_genotype(tmp_path, data_root):
     opts = tiny_opts(tmp_path, data_root) + [
         "SOLVER.MAX_EPOCH", "1", "MODEL.BACKBONE.NAME", "CNetSupernet", "MODEL.HEADS.NAME", "SearchHead",
-        "MODEL.BACKBONE.WIDTH_MULT", "0.25", "SEARCH.ENABLED", "True", "INPUT.SIZE_TRAIN", "[64,32]",
+        "MODEL.BACKBONE.WIDTH_MULT", "0.25", "TRAINER.NAME", "SearchTrainer", "INPUT.SIZE_TRAIN", "[64,32]",
         "INPUT.SIZE_TEST", "[64,32]", "SOLVER.LR_LIST", "[]", "SOLVER.SCHED", "Cosine"]
     log = _run(["--num-gpus", "2", "--dist-url", "auto", *opts], cwd=tmp_path)
     assert "Genotype after epoch 1" in log

@@ -140,9 +140,20 @@ def test_hooks_can_be_filtered_and_inserted(tmp_path, data_root):
 def test_amp_step_on_cpu_uses_bf16(tmp_path, data_root):
     cfg = tiny_cfg(tmp_path, data_root, SOLVER__AMP__ENABLED="True", SOLVER__MAX_EPOCH="1",
                    TEST__EVAL_PERIOD="0")
-    trainer, _ = _train(cfg)
+    trainer = DefaultTrainer(cfg)
+    dtypes = []
+    conv = trainer.model.backbone.body[0]
+
+    def record(module, inputs, output):
+        if module.training:
+            dtypes.append(output.dtype)
+
+    conv.register_forward_hook(record)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
     assert trainer.grad_scaler is None and trainer.amp
-    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert len(dtypes) == 3 and set(dtypes) == {torch.bfloat16}  # training forwards under bf16 autocast
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
 def test_resume_without_checkpoint_starts_from_scratch(tmp_path, data_root):

@@ -75,7 +75,7 @@ def test_name_scope_restores_on_exception():
                 with storage.name_scope("sub"):
                     storage.put_scalar("x", 1.0)
                 storage.put_scalar("y", 2.0)
-                1 / 0
+                raise ZeroDivisionError("inside the scope")
         storage.put_scalar("loss", 1.0)
         assert set(storage.latest()) == {"eval/acc", "eval/sub/x", "eval/y", "loss"}
 

@@ -9,7 +9,8 @@ from tiny import tiny_cfg
 from cdnet_reid.config import get_cfg
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.modeling import build_model
-from cdnet_reid.modeling.cdnet import CDNetSupernet, MixedOp, load_genotype, topk_weights
+from cdnet_reid.modeling.backbones import CDNetSupernet
+from cdnet_reid.modeling.cdnet import MixedOp, load_genotype, topk_weights
 from cdnet_reid.search import SearchTrainer, split_per_identity, unrolled_grads
 from cdnet_reid.utils.env import seed_all_rng
 
@@ -85,7 +86,10 @@ def test_split_disjoint_and_authors():
     pids = [0] * 2 + [1] * 4 + [2] * 5 + [3] * 8 + [4] * 1
     w, a = split_per_identity(pids, 4, "disjoint", seed=0)
     assert not set(w) & set(a) and sorted(w + a) == list(range(len(pids)))
-    per_id = lambda idx: [sum(pids[i] == p for i in idx) for p in range(5)]
+
+    def per_id(idx):
+        return [sum(pids[i] == p for i in idx) for p in range(5)]
+
     assert per_id(a) == [1, 2, 2, 4, 0]
     assert split_per_identity(pids, 4, "disjoint", seed=0) == (w, a)
     w, a = split_per_identity(pids, 4, "authors", seed=0)
@@ -101,7 +105,7 @@ def test_split_disjoint_and_authors():
 
 def search_cfg(out, data_root, **kw):
     opts = dict(MODEL__BACKBONE__NAME="CDNetSupernet", MODEL__HEADS__NAME="SearchHead",
-                MODEL__BACKBONE__WIDTH_MULT="0.25", SEARCH__ENABLED="True", SEARCH__GENOTYPE_PERIOD="1",
+                MODEL__BACKBONE__WIDTH_MULT="0.25", TRAINER__NAME="SearchTrainer", SEARCH__GENOTYPE_PERIOD="1",
                 INPUT__SIZE_TRAIN="[64,32]", INPUT__SIZE_TEST="[64,32]", SOLVER__MAX_EPOCH="2",
                 SOLVER__SCHED="Cosine", SOLVER__LR_LIST="[]", SEARCH__ARCH_LR="0.05",
                 SEARCH__ARCH_MILESTONES="[2]", TEST__EVAL_PERIOD="0", TEST__BEST_METRIC="''",

@@ -7,14 +7,8 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 import tiny  # noqa: E402,F401  (registers TinyNet and TinySyntheticReID)
-from cdnet_reid.engine import default_argument_parser, launch, run_main  # noqa: E402
-
-
-def main(args):
-    return run_main(args)
-
+import cdnet_reid.search  # noqa: E402,F401  (registers SearchTrainer)
+from cdnet_reid.engine import main  # noqa: E402
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    main()

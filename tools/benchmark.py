@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
+from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 from cdnet_reid.modeling import build_model  # noqa: E402
 from cdnet_reid.utils.env import resolve_device  # noqa: E402
 
@@ -151,7 +151,7 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--compare", action="store_true",
                    help="inference: also the fast path, onnxruntime and torchvision baselines")
-    add_tool_arguments(p)
+    add_config_arguments(p)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tabulate import tabulate  # noqa: E402
 
 from cdnet_reid.data import build_reid_train_loader  # noqa: E402
-from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
+from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 
 
 def measure(cfg, batches: int, windows: int) -> float:
@@ -39,7 +39,7 @@ def main():
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--batches", type=int, default=10, help="batches per timed window")
     p.add_argument("--windows", type=int, default=3)
-    add_tool_arguments(p)
+    add_config_arguments(p)
     args = p.parse_args()
     rows = []
     for w in args.workers:

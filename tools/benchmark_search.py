@@ -5,8 +5,9 @@
     python tools/benchmark_search.py --space cnet --batch-size 64 --modes topk
 
 Each mode runs in its own subprocess so that the peak resident memory (ru_maxrss) is its own.
-The batch is random P×K data; the step is SearchTrainer's: SGD on the weights, then Adam on α with
-gradients for α only (first-order).
+The batch is random P×K data; the step is ``SearchTrainer.run_step`` with the optimizers and
+hyper-parameters of ``configs/Search/<space>_topk.yml``: SGD on the weights, then Adam on α with
+gradients for α only.
 """
 
 import argparse
@@ -22,41 +23,56 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+class RandomBatches:
+    """An endless loader of one random P×K batch (``loader.dataset.num_classes`` like the real one)."""
+
+    def __init__(self, batch_size: int, size, num_classes: int):
+        import torch
+
+        h, w = size
+        self.batch = {"images": torch.randint(0, 256, (batch_size, 3, h, w), dtype=torch.uint8),
+                      "targets": torch.arange(batch_size // 4).repeat_interleave(4) % num_classes}
+        self.dataset = type("RandomSet", (), {"num_classes": num_classes})()
+
+    def __iter__(self):
+        while True:
+            yield self.batch
+
+
 def one_mode(args) -> dict:
+    import tempfile
+
     import torch
 
     from cdnet_reid.config import get_cfg
-    from cdnet_reid.modeling import build_model
-    from cdnet_reid.search import first_order_grads
+    from cdnet_reid.search import SearchTrainer
+    from cdnet_reid.utils.events import EventStorage
+
+    class BenchTrainer(SearchTrainer):
+        """SearchTrainer itself (its optimizers, schedules and step), fed random batches."""
+
+        @classmethod
+        def build_train_loader(cls, cfg):
+            return RandomBatches(args.batch_size, args.size, 751)
+
+        @classmethod
+        def build_arch_loader(cls, cfg):
+            return RandomBatches(args.batch_size, args.size, 751)
 
     cfg = get_cfg()
-    cfg.merge_from_list(["MODEL.DEVICE", args.device, "MODEL.HEADS.NUM_CLASSES", "751",
-                         "MODEL.BACKBONE.NAME", "CDNetSupernet" if args.space == "cdnet" else "CNetSupernet",
-                         "MODEL.HEADS.NAME", "SearchHead", "SEARCH.MODE", args.mode, "SEARCH.TOPK", str(args.k)])
-    model = build_model(cfg).train()
-    alphas = model.backbone.arch_parameters()
-    weights = [p for p in model.parameters() if all(p is not a for a in alphas)]
-    opt = torch.optim.SGD(weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
-    arch_opt = torch.optim.Adam(alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    h, w = args.size
-    batch = {"images": torch.randint(0, 256, (args.batch_size, 3, h, w), dtype=torch.uint8),
-             "targets": torch.arange(args.batch_size // 4).repeat_interleave(4)}
-
-    def step():
-        loss = sum(model(batch).values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        grads = first_order_grads(sum(model(batch).values()), alphas)
-        alphas[0].grad = grads[0]
-        arch_opt.step()
-
-    step()  # warm-up
+    cfg.merge_from_file(str(ROOT / "configs" / "Search" / f"{args.space}_topk.yml"))
+    cfg.merge_from_list(["MODEL.DEVICE", args.device, "SEARCH.MODE", args.mode, "SEARCH.TOPK", str(args.k),
+                         "SOLVER.IMS_PER_BATCH", str(args.batch_size), "SOLVER.ITERS_PER_EPOCH", "1",
+                         "DATASETS.TESTS", "()", "OUTPUT_DIR", tempfile.mkdtemp(prefix="bench_search_")])
+    torch.manual_seed(0)
+    trainer = BenchTrainer(cfg)
     times = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    with EventStorage():
+        trainer.run_step()  # warm-up
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            trainer.run_step()
+            times.append(time.perf_counter() - t0)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"mode": args.mode, "median_s": statistics.median(times), "min_s": min(times), "peak_mb": peak_mb}
 

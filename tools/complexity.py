@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from fvcore.nn import flop_count_table  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
+from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 from cdnet_reid.modeling import build_model  # noqa: E402
 from cdnet_reid.utils.complexity import (conv_linear_macs, count_parameters,  # noqa: E402
                                          inference_parameters, mac_analysis)
@@ -33,7 +33,7 @@ def main():
     p.add_argument("--num-classes", type=int, default=751,
                    help="classifier size when the config's MODEL.HEADS.NUM_CLASSES is 0 (Market: 751)")
     p.add_argument("--max-depth", type=int, default=2, help="depth of the per-module table")
-    add_tool_arguments(p)
+    add_config_arguments(p)
     args = p.parse_args()
 
     cfg = setup_tool_cfg(args, freeze=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from cdnet_reid.engine import DefaultPredictor  # noqa: E402
-from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
+from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 from cdnet_reid.export import EmbeddingModel, export_onnx, verify_onnx  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="max abs difference allowed after L2 normalisation (default 1e-4)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
-    add_tool_arguments(parser)
+    add_config_arguments(parser)
     args = parser.parse_args(argv)
     cfg = setup_tool_cfg(args)
     model = DefaultPredictor.build_model(cfg).cpu().eval()

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from cdnet_reid.engine import DefaultPredictor  # noqa: E402
-from cdnet_reid.engine.tool_utils import add_tool_arguments, setup_tool_cfg  # noqa: E402
+from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -87,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--output", required=True,
                         help="feats.npy (+ feats.paths.txt) or feats.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_tool_arguments(parser)
+    add_config_arguments(parser)
     args = parser.parse_args(argv)
     cfg = setup_tool_cfg(args)
 

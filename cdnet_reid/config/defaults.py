@@ -7,8 +7,6 @@ Pixel statistics are in 0-255 units (normalisation happens inside the model, fas
 from .config import CfgNode as CN
 
 _C = CN()
-# Bumped when keys are renamed, so old YAML files can be upgraded.
-_C.VERSION = 1
 
 # ---------------------------------------------------------------------------------------------- #
 # Model
@@ -21,6 +19,11 @@ _C.MODEL.META_ARCHITECTURE = "Baseline"
 # Checkpoint whose weights are loaded (weights only; shape mismatches are skipped and reported).
 # Ignored by --resume, which restores the last checkpoint of OUTPUT_DIR instead.
 _C.MODEL.WEIGHTS = ""
+# ImageNet (or any) checkpoint used to initialise a fresh run: every key whose name and shape
+# match is loaded, classifiers ("classifier" in the key) never are; what was not loaded is logged.
+# Applied only when training starts from scratch: --resume from a checkpoint of OUTPUT_DIR ignores
+# it. MODEL.WEIGHTS, if also set, is loaded after it.
+_C.MODEL.PRETRAIN_PATH = ""
 # Per-channel RGB mean/std in 0-255 units (ImageNet statistics by default).
 _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
@@ -58,6 +61,11 @@ _C.MODEL.HEADS.PART_DIM = 128
 # Classification mode: eval returns class scores instead of the re-ID embedding.
 _C.MODEL.HEADS.CLASSIFICATION = False
 
+_C.MODEL.NORM = CN()
+# In a multi-process run, BatchNorm statistics over the batch of all processes (SyncBatchNorm on
+# CUDA, GlobalBatchNorm on CPU), as one process computes them. No effect with one process.
+_C.MODEL.NORM.SYNC = True
+
 _C.MODEL.LOSSES = CN()
 # Loss terms applied to every (logits, feature) branch the head returns; the total is their sum.
 _C.MODEL.LOSSES.NAMES = ("CrossEntropyLoss", "TripletLoss")
@@ -70,6 +78,9 @@ _C.MODEL.LOSSES.TRI.MARGIN = 0.3
 # L2-normalise the features before the triplet distance (the paper does not).
 _C.MODEL.LOSSES.TRI.NORM_FEAT = False
 _C.MODEL.LOSSES.TRI.SCALE = 1.0
+# In a multi-process run, mine the hardest positives/negatives over the batch of all processes
+# (all-gathered; gradients reach each process's own part), as one process does.
+_C.MODEL.LOSSES.TRI.GATHER = True
 
 # ---------------------------------------------------------------------------------------------- #
 # Input pipeline
@@ -90,6 +101,20 @@ _C.INPUT.PADDING.SIZE = 10
 _C.INPUT.REA = CN()
 _C.INPUT.REA.ENABLED = False
 _C.INPUT.REA.PROB = 0.5
+# Cutout (DeVries & Taylor) on every training image, a LENGTH x LENGTH square (clipped at the
+# borders) filled with MODEL.PIXEL_MEAN, i.e. zero after normalisation (the CIFAR-100 recipe).
+_C.INPUT.CUTOUT = CN()
+_C.INPUT.CUTOUT.ENABLED = False
+_C.INPUT.CUTOUT.LENGTH = 16
+# RandomResizedCrop to SIZE_TRAIN (area fraction SCALE, aspect ratio w/h RATIO) instead of the exact
+# resize (the ImageNet recipe; combine with PADDING.ENABLED False).
+_C.INPUT.RANDOM_RESIZED_CROP = CN()
+_C.INPUT.RANDOM_RESIZED_CROP.ENABLED = False
+_C.INPUT.RANDOM_RESIZED_CROP.SCALE = [0.08, 1.0]
+_C.INPUT.RANDOM_RESIZED_CROP.RATIO = [0.75, 1.3333333333333333]
+# Test resize: > 0 resizes the shorter side to this many pixels, then centre-crops SIZE_TEST
+# (ImageNet: 256 then 224); 0 resizes to exactly SIZE_TEST.
+_C.INPUT.RESIZE_SHORT_TEST = 0
 
 # ---------------------------------------------------------------------------------------------- #
 # Datasets and loaders
@@ -102,6 +127,15 @@ _C.DATASETS.TESTS = ("SyntheticReID",)
 # Folder holding the datasets. "" = $CDNET_DATASETS if set, else "datasets" (resolved at setup).
 _C.DATASETS.ROOT = ""
 
+# Per-dataset options: each is read only by the dataset it names.
+# MSMT17: also train on list_val.txt (the full 32,621-image training set); off = list_train.txt
+# only (30,248 images), the common protocol and the paper's.
+_C.DATASETS.MSMT17_COMBINE_VAL = False
+# CustomReID: its folder, relative to DATASETS.ROOT or absolute (layouts: datasets/README.md).
+_C.DATASETS.CUSTOM_DIR = ""
+# (Classification datasets -- CIFAR100, ImageNet -- always train with a shuffled TrainingSampler,
+# whatever DATALOADER.SAMPLER_TRAIN says, and are evaluated with exact top-1/top-5.)
+
 _C.DATALOADER = CN()
 # "IdentitySampler" (P x K batches) or "TrainingSampler" (plain shuffling).
 _C.DATALOADER.SAMPLER_TRAIN = "IdentitySampler"
@@ -109,6 +143,11 @@ _C.DATALOADER.SAMPLER_TRAIN = "IdentitySampler"
 _C.DATALOADER.NUM_INSTANCE = 4
 # Loader worker processes per rank (training and test).
 _C.DATALOADER.NUM_WORKERS = 4
+# Undecodable or missing image files: "fail" stops with an error naming the file; "skip" logs the
+# path and a running count and goes on: in training the image is replaced by another image of the
+# same identity/class (so a P x K batch keeps P identities x K images), in evaluation it is left
+# out of the metrics. Never retried; an identity without any readable image still fails.
+_C.DATALOADER.ON_BAD_IMAGE = "fail"
 
 # ---------------------------------------------------------------------------------------------- #
 # Solver
@@ -186,12 +225,37 @@ _C.TEST.MAX_RANK = 50
 # Metric the best checkpoint ("model_best") is selected on; "" disables best tracking.
 _C.TEST.BEST_METRIC = "mAP"
 
+# Re-ranking and query expansion (cdnet_reid/evaluation/rerank.py and query_expansion.py).
+# Order in ReidEvaluator: FEAT_NORM -> AQE (-> FEAT_NORM) -> distances -> re-ranking.
+# Both are memory-bounded (chunked), MSMT17-sized test sets included.
+# k-reciprocal re-ranking (Zhong et al., CVPR 2017) of the query x gallery distances:
+# final = (1 - LAMBDA) * Jaccard(k-reciprocal sets of K1 neighbours, local expansion over K2)
+#         + LAMBDA * row-normalised original distance.
+_C.TEST.RERANK = CN()
+_C.TEST.RERANK.ENABLED = False
+_C.TEST.RERANK.K1 = 20
+_C.TEST.RERANK.K2 = 6
+_C.TEST.RERANK.LAMBDA = 0.3
+# Average query expansion (alpha-weighted, fast-reid's "aqe"): QE_TIME times, every query and
+# gallery embedding becomes the mean of its QE_K most similar embeddings weighted by sim**ALPHA.
+_C.TEST.AQE = CN()
+_C.TEST.AQE.ENABLED = False
+_C.TEST.AQE.QE_TIME = 1
+_C.TEST.AQE.QE_K = 5
+_C.TEST.AQE.ALPHA = 3.0
+
 # ---------------------------------------------------------------------------------------------- #
-# Architecture search (SearchTrainer; spec MODEL_AND_SEARCH §8-9)
+# Trainer
+# ---------------------------------------------------------------------------------------------- #
+_C.TRAINER = CN()
+# Name in TRAINER_REGISTRY: "DefaultTrainer", or "SearchTrainer" (the architecture search:
+# alternating weight / architecture steps, registered by cdnet_reid.search).
+_C.TRAINER.NAME = "DefaultTrainer"
+
+# ---------------------------------------------------------------------------------------------- #
+# Architecture search (SearchTrainer): the paper's top-k sample search, or the DARTS-style variant
 # ---------------------------------------------------------------------------------------------- #
 _C.SEARCH = CN()
-# Train with SearchTrainer (alternating weight / architecture steps) instead of DefaultTrainer.
-_C.SEARCH.ENABLED = False
 # "topk": the paper's top-k sampling with straight-through weights (only k candidates run);
 # "softmax": DARTS (every candidate runs, softmax-weighted).
 _C.SEARCH.MODE = "topk"
@@ -209,7 +273,9 @@ _C.SEARCH.ARCH_GAMMA = 0.1
 # Second-order (unrolled) DARTS gradient for the architecture step; softmax mode only.
 _C.SEARCH.UNROLLED = False
 # Split of every training identity's images into a weight part and an architecture part:
-# "disjoint" (no image in both) or "authors" (the original's overlapping split, spec §8.5).
+# "disjoint" (no image in both) or "authors" (the original's split, which overlaps: identities with
+# at most ARCH_IMAGES_PER_ID images have all of them in both parts, and the images that top up the
+# architecture part of the others stay in the weight part too).
 _C.SEARCH.SPLIT = "disjoint"
 # Images per identity in the architecture part.
 _C.SEARCH.ARCH_IMAGES_PER_ID = 4
@@ -229,59 +295,3 @@ _C.DETERMINISTIC = False
 _C.CUDNN_BENCHMARK = False
 # Console/metrics-file period in iterations.
 _C.LOG_PERIOD = 20
-
-# ---------------------------------------------------------------------------------------------- #
-# Real datasets, classification tasks and ImageNet pre-training (issue 5)
-# ---------------------------------------------------------------------------------------------- #
-# ImageNet (or any) checkpoint used to initialise a fresh run: every key whose name and shape
-# match is loaded, classifiers ("classifier" in the key) never are; what was not loaded is logged.
-# Applied only when training starts from scratch: --resume from a checkpoint of OUTPUT_DIR ignores
-# it. MODEL.WEIGHTS, if also set, is loaded after it.
-_C.MODEL.PRETRAIN_PATH = ""
-# Undecodable or missing image files: "fail" stops with an error naming the file; "skip" logs the
-# path and a running count and goes on: in training the image is replaced by another image of the
-# same identity/class (so a P x K batch keeps P identities x K images), in evaluation it is left
-# out of the metrics. Never retried; an identity without any readable image still fails.
-_C.DATALOADER.ON_BAD_IMAGE = "fail"
-# MSMT17: also train on list_val.txt (the full 32,621-image training set); off = list_train.txt
-# only (30,248 images), the common protocol and the paper's.
-_C.DATASETS.MSMT17_COMBINE_VAL = False
-# CustomReID: its folder, relative to DATASETS.ROOT or absolute (layouts: datasets/README.md).
-_C.DATASETS.CUSTOM_DIR = ""
-# (Classification datasets -- CIFAR100, ImageNet -- always train with a shuffled TrainingSampler,
-# whatever DATALOADER.SAMPLER_TRAIN says, and are evaluated with exact top-1/top-5.)
-# Cutout (DeVries & Taylor) on every training image, a LENGTH x LENGTH square (clipped at the
-# borders) filled with MODEL.PIXEL_MEAN, i.e. zero after normalisation (the CIFAR-100 recipe).
-_C.INPUT.CUTOUT = CN()
-_C.INPUT.CUTOUT.ENABLED = False
-_C.INPUT.CUTOUT.LENGTH = 16
-# RandomResizedCrop to SIZE_TRAIN (area fraction SCALE, aspect ratio w/h RATIO) instead of the exact
-# resize (the ImageNet recipe; combine with PADDING.ENABLED False).
-_C.INPUT.RANDOM_RESIZED_CROP = CN()
-_C.INPUT.RANDOM_RESIZED_CROP.ENABLED = False
-_C.INPUT.RANDOM_RESIZED_CROP.SCALE = [0.08, 1.0]
-_C.INPUT.RANDOM_RESIZED_CROP.RATIO = [0.75, 1.3333333333333333]
-# Test resize: > 0 resizes the shorter side to this many pixels, then centre-crops SIZE_TEST
-# (ImageNet: 256 then 224); 0 resizes to exactly SIZE_TEST.
-_C.INPUT.RESIZE_SHORT_TEST = 0
-
-# ---------------------------------------------------------------------------------------------- #
-# Test-time re-ranking and query expansion (issue 6; cdnet_reid/evaluation/rerank.py and
-# query_expansion.py). Order in ReidEvaluator: FEAT_NORM -> AQE (-> FEAT_NORM) -> distances ->
-# re-ranking. Both are memory-bounded (chunked), MSMT17-sized test sets included.
-# ---------------------------------------------------------------------------------------------- #
-# k-reciprocal re-ranking (Zhong et al., CVPR 2017) of the query x gallery distances:
-# final = (1 - LAMBDA) * Jaccard(k-reciprocal sets of K1 neighbours, local expansion over K2)
-#         + LAMBDA * row-normalised original distance.
-_C.TEST.RERANK = CN()
-_C.TEST.RERANK.ENABLED = False
-_C.TEST.RERANK.K1 = 20
-_C.TEST.RERANK.K2 = 6
-_C.TEST.RERANK.LAMBDA = 0.3
-# Average query expansion (alpha-weighted, fast-reid's "aqe"): QE_TIME times, every query and
-# gallery embedding becomes the mean of its QE_K most similar embeddings weighted by sim**ALPHA.
-_C.TEST.AQE = CN()
-_C.TEST.AQE.ENABLED = False
-_C.TEST.AQE.QE_TIME = 1
-_C.TEST.AQE.QE_K = 5
-_C.TEST.AQE.ALPHA = 3.0

@@ -2,12 +2,13 @@
 
 import logging
 import os
-from typing import NamedTuple
+from typing import Callable, Dict, NamedTuple, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
 from ..utils import comm
+from ..utils.registry import lookup
 from .common import ImageDataset, SeededSampler, concat_train_items
 from .datasets import DATASET_REGISTRY
 from .samplers import IdentitySampler, InferenceSampler, TrainingSampler
@@ -25,8 +26,6 @@ def resolve_data_root(cfg) -> str:
 
 def dataset_class(name: str):
     """The class registered as ``name`` in ``DATASET_REGISTRY`` (an error lists the names)."""
-    from ..modeling.registry import lookup
-
     return lookup(DATASET_REGISTRY, name, "DATASETS.NAMES/TESTS entry")
 
 
@@ -89,17 +88,35 @@ def build_train_sampler(cfg, dataset: ImageDataset):
     raise ValueError(f"DATALOADER.SAMPLER_TRAIN must be 'IdentitySampler' or 'TrainingSampler', got {name!r}")
 
 
-def build_infinite_loader(cfg, dataset, sampler) -> DataLoader:
+class InfiniteLoader(DataLoader):
+    """A training loader over an infinite, seeded sample stream that can be repositioned: after
+    ``set_start_iter(i)`` (before iterating) it yields what an uninterrupted run yields from its
+    ``i``-th batch on, augmentation draws included, which is what makes a resume exact."""
+
+    def __init__(self, dataset, sampler: SeededSampler, batch_size: int, **kwargs):
+        super().__init__(dataset, batch_sampler=BatchSampler(sampler, batch_size, drop_last=True),
+                         **kwargs)
+        self.images_per_batch = batch_size
+
+    def set_start(self, sample_index: int) -> None:
+        """Continue the stream at this rank's ``sample_index``-th sample."""
+        self.batch_sampler.sampler.set_start(sample_index)
+
+    def set_start_iter(self, iteration: int) -> None:
+        """Continue the stream at batch ``iteration``."""
+        self.set_start(iteration * self.images_per_batch)
+
+
+def build_infinite_loader(cfg, dataset, sampler) -> InfiniteLoader:
     """Training loader over an infinite index ``sampler``: batches of ``IMS_PER_BATCH //
-    world_size`` images per rank. The sampler is wrapped in a :class:`SeededSampler`
-    (``loader.batch_sampler.sampler``) whose ``set_start`` resumes the stream."""
+    world_size`` images per rank, each image with a seed for its augmentation given by its
+    position in the stream (:class:`SeededSampler`)."""
     world = comm.get_world_size()
     if cfg.SOLVER.IMS_PER_BATCH % world:
         raise ValueError(f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is not divisible by the "
                          f"number of processes ({world})")
     seeded = SeededSampler(sampler, seed=sampler.seed, rank=comm.get_rank())
-    batch_sampler = BatchSampler(seeded, cfg.SOLVER.IMS_PER_BATCH // world, drop_last=True)
-    return DataLoader(dataset, batch_sampler=batch_sampler, **_loader_kwargs(cfg))
+    return InfiniteLoader(dataset, seeded, cfg.SOLVER.IMS_PER_BATCH // world, **_loader_kwargs(cfg))
 
 
 def build_reid_train_loader(cfg) -> DataLoader:
@@ -125,6 +142,59 @@ def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:
     dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False),
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder")
     return TestLoader(build_inference_loader(cfg, dataset), len(ds.query))
+
+
+def _reid_test_loader(cfg, dataset_name: str) -> Tuple[DataLoader, dict]:
+    loader, num_query = build_reid_test_loader(cfg, dataset_name)
+    return loader, {"num_query": num_query}
+
+
+class TaskLoaders(NamedTuple):
+    """How the datasets of one task are loaded: ``train(cfg) -> infinite loader`` over
+    ``DATASETS.NAMES`` (``loader.dataset.num_classes`` set), and ``test(cfg, dataset_name) ->
+    (loader, meta)``, where ``meta`` is what the task's evaluator needs besides the outputs (the
+    number of query images of a re-ID test set)."""
+    train: Callable
+    test: Callable
+
+
+_TASK_LOADERS: Dict[str, TaskLoaders] = {}
+
+
+def register_task_loaders(task: str, *, train: Callable, test: Callable) -> None:
+    """Teach :func:`build_train_loader` / :func:`build_test_loader` the datasets whose ``task``
+    attribute is ``task`` (the evaluator comes from ``EVALUATOR_REGISTRY`` under the same name)."""
+    _TASK_LOADERS[task] = TaskLoaders(train, test)
+
+
+def task_loaders(task: str) -> TaskLoaders:
+    if task not in _TASK_LOADERS:
+        raise KeyError(f"no loaders are registered for the dataset task {task!r}; known tasks: "
+                       f"{sorted(_TASK_LOADERS)} (see data.build.register_task_loaders)")
+    return _TASK_LOADERS[task]
+
+
+def train_task(cfg) -> str:
+    """The task of the training datasets ``DATASETS.NAMES``; they must all have the same one."""
+    tasks = {name: dataset_task(name) for name in cfg.DATASETS.NAMES}
+    if not tasks:
+        raise ValueError("DATASETS.NAMES is empty")
+    if len(set(tasks.values())) > 1:
+        raise ValueError(f"DATASETS.NAMES mixes tasks: {tasks}; train on datasets of one task")
+    return next(iter(tasks.values()))
+
+
+def build_train_loader(cfg) -> DataLoader:
+    """The infinite training loader of ``DATASETS.NAMES``, by their task."""
+    return task_loaders(train_task(cfg)).train(cfg)
+
+
+def build_test_loader(cfg, dataset_name: str) -> Tuple[DataLoader, dict]:
+    """``(loader, meta)`` over the test data of ``dataset_name``, by its task."""
+    return task_loaders(dataset_task(dataset_name)).test(cfg, dataset_name)
+
+
+register_task_loaders("reid", train=build_reid_train_loader, test=_reid_test_loader)
 
 
 def build_inference_loader(cfg, dataset) -> DataLoader:

@@ -1,9 +1,5 @@
-"""Loaders of the classification task (CIFAR-100, ImageNet) and task dispatch.
-
-A dataset declares its task with the class attribute ``task`` (``"reid"`` for
-:class:`~cdnet_reid.data.datasets.ReidDataset`, ``"classification"`` for
-:class:`~cdnet_reid.data.datasets.ClassificationDataset`); :func:`train_task` tells the trainer which
-loaders and evaluator to build.
+"""Loaders of the classification task (CIFAR-100, ImageNet), registered for the datasets whose
+``task`` is ``"classification"`` (:class:`~cdnet_reid.data.datasets.ClassificationDataset`).
 
 * training: the ``train`` split of ``DATASETS.NAMES`` (one classification dataset), transformed with
   ``build_transforms(cfg, is_train=True)``, an infinite **shuffled** :class:`TrainingSampler` (whatever
@@ -18,24 +14,15 @@ import logging
 from torch.utils.data import DataLoader
 
 from ..utils import comm
-from .build import build_dataset, build_inference_loader, build_infinite_loader, dataset_task
+from .build import (build_dataset, build_inference_loader, build_infinite_loader,
+                    register_task_loaders)
 from .common import ImageDataset
 from .samplers import TrainingSampler
 from .transforms import build_transforms
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train_task", "build_cls_train_loader", "build_cls_test_loader"]
-
-
-def train_task(cfg) -> str:
-    """The task of the training datasets ``DATASETS.NAMES``; they must all have the same one."""
-    tasks = {name: dataset_task(name) for name in cfg.DATASETS.NAMES}
-    if not tasks:
-        raise ValueError("DATASETS.NAMES is empty")
-    if len(set(tasks.values())) > 1:
-        raise ValueError(f"DATASETS.NAMES mixes tasks: {tasks}; train on datasets of one task")
-    return next(iter(tasks.values()))
+__all__ = ["build_cls_train_loader", "build_cls_test_loader"]
 
 
 def build_cls_train_loader(cfg) -> DataLoader:
@@ -67,3 +54,7 @@ def build_cls_test_loader(cfg, dataset_name: str) -> DataLoader:
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder",
                            num_classes=ds.num_classes)
     return build_inference_loader(cfg, dataset)
+
+
+register_task_loaders("classification", train=build_cls_train_loader,
+                      test=lambda cfg, name: (build_cls_test_loader(cfg, name), {}))

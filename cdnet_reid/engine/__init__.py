@@ -1,12 +1,18 @@
-"""Training engine: the loop, hooks, ``DefaultTrainer``, CLI helpers and the launcher."""
+"""Training engine: the loop, hooks, ``DefaultTrainer``, the command line and the launcher.
+
+It knows no particular model or trainer subclass: models describe what they need stored
+(``checkpoint_extra``), and trainers register in ``TRAINER_REGISTRY`` (``TRAINER.NAME``).
+"""
 
 from . import hooks
-from .defaults import default_argument_parser, default_setup, run_main, setup_cfg
+from .defaults import (add_config_arguments, default_argument_parser, default_setup, main, run_main,
+                       setup_cfg, setup_tool_cfg)
 from .launch import launch
 from .predictor import DefaultPredictor
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
-from .trainer import DefaultTrainer, create_ddp_model
+from .trainer import TRAINER_REGISTRY, DefaultTrainer, create_ddp_model, unwrap
 
-__all__ = ["DefaultPredictor", "DefaultTrainer", "HookBase", "SimpleTrainer", "TrainerBase",
-           "create_ddp_model", "default_argument_parser", "default_setup", "hooks", "launch",
-           "run_main", "setup_cfg"]
+__all__ = ["DefaultPredictor", "DefaultTrainer", "HookBase", "SimpleTrainer", "TRAINER_REGISTRY",
+           "TrainerBase", "add_config_arguments", "create_ddp_model", "default_argument_parser",
+           "default_setup", "hooks", "launch", "main", "run_main", "setup_cfg", "setup_tool_cfg",
+           "unwrap"]

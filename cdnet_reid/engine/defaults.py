@@ -1,33 +1,78 @@
-"""Command line, run setup and the shared ``main`` used by ``tools/`` and ``projects/``."""
+"""The command line and the run setup shared by ``tools/``, ``projects/`` and the console entry
+points: one argument parser, one config setup (:func:`setup_cfg`), one ``main``.
+
+Projects register their components when imported (``projects/README.md``); every entry point takes
+``--import-module`` (repeatable): a dotted module name, or a path to a package folder or a ``.py``
+file (its parent folder is put on ``sys.path`` first), e.g.
+``--import-module projects/MobileNetV2/mobilenetv2_reid``. Every ``add_*_config(cfg)`` function that
+an imported module defines or re-exports is applied to the default config before the YAML file is
+merged, as a project's own ``train_net.py`` does with ``extra_config``.
+"""
 
 import argparse
+import importlib
 import logging
 import os
 import sys
-from typing import Callable, Optional, Type
+from types import ModuleType
+from typing import Callable, List, Optional, Sequence, Type
 
 import torch
 
-from ..config import CfgNode, get_cfg
+from ..config import CfgNode, ConfigError, get_cfg
 from ..utils import comm
 from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.file_io import PathManager
 from ..utils.logger import setup_logger
+from ..utils.registry import lookup
+from .launch import launch
+from ..utils.checkpoint import CheckpointError
+from ..utils.file_io import remove_stale_temp_files
+from .run_record import RunFolderError, RunLock, check_output_dir, resolve_seed, write_config, write_env
+from .train_loop import EXIT_INTERRUPTED, TrainingInterrupted
+from .trainer import TRAINER_REGISTRY, ResumeMismatchError
+
+#: Errors caused by the command line, the config or the files it names (reported in one line).
+USER_ERRORS = (ConfigError, CheckpointError, RunFolderError, ResumeMismatchError)
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["add_config_arguments", "default_argument_parser", "default_setup", "import_modules",
+           "main", "run_main", "setup_cfg", "setup_tool_cfg"]
 
-def default_argument_parser(description: str = "cdnet-reid training and evaluation") -> argparse.ArgumentParser:
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--config-file``, ``--import-module`` and the trailing ``KEY VALUE`` overrides: the
+    arguments every entry point takes."""
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to the YAML config")
+    parser.add_argument("--import-module", action="append", default=[], metavar="MODULE",
+                        help="module registering a project's components, as a dotted name or a "
+                             "path to a package folder / .py file (repeatable), e.g. "
+                             "projects/MobileNetV2/mobilenetv2_reid")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01 "
+                             "(after every --option)")
+    return parser
+
+
+def default_argument_parser(description: str = "cdnet-reid training and evaluation",
+                            prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The CLI of ``tools/train_net.py`` (and of every project's ``train_net.py``)."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Examples:\n"
-                                       "  python tools/train_net.py --config-file configs/Market/cdnet.yml\n"
-                                       "  python tools/train_net.py --config-file cfg.yml --eval-only MODEL.WEIGHTS model.pth\n"
-                                       "  python tools/train_net.py --config-file cfg.yml --num-gpus 2 SOLVER.IMS_PER_BATCH 128")
-    p.add_argument("--config-file", default="", metavar="FILE", help="path to the YAML config")
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples:\n"
+               "  python tools/train_net.py --config-file configs/Market/cdnet.yml\n"
+               "  python tools/train_net.py --config-file cfg.yml --resume\n"
+               "  python tools/train_net.py --config-file cfg.yml --eval-only MODEL.WEIGHTS model.pth\n"
+               "  python tools/train_net.py --config-file cfg.yml --num-gpus 2 SOLVER.IMS_PER_BATCH 128")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint in OUTPUT_DIR (else MODEL.WEIGHTS is loaded)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an OUTPUT_DIR that holds another run (its files are moved "
+                        "into OUTPUT_DIR/overwritten-<time>/)")
+    p.add_argument("--resume-changed", action="store_true",
+                   help="with --resume: continue even though config keys that change the model or "
+                        "the data stream differ from the checkpoint's")
     p.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
     p.add_argument("--num-gpus", type=int, default=1,
                    help="processes per machine (GPUs; gloo CPU processes when there is no GPU)")
@@ -37,28 +82,82 @@ def default_argument_parser(description: str = "cdnet-reid training and evaluati
     port = 2 ** 15 + 2 ** 14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2 ** 14
     p.add_argument("--dist-url", default=f"tcp://127.0.0.1:{port}",
                    help="initialisation URL of torch.distributed ('auto' picks a free local port)")
-    p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                   help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01")
-    return p
+    return add_config_arguments(p)
 
 
-def _resolve_seed(cfg: CfgNode, resume: bool) -> int:
-    """``cfg.SEED`` if >= 0; a resumed run reuses the seed of its first start; else a fresh one."""
-    if cfg.SEED >= 0:
-        return cfg.SEED
-    previous = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
-    seed = -1
-    if resume and PathManager.exists(previous):
-        seed = CfgNode.load_yaml_with_base(previous).get("SEED", -1)
-    if seed < 0:
-        seed = int.from_bytes(os.urandom(4), "little") % 2 ** 31
-    return int(comm.all_gather(seed)[0])  # every rank uses rank 0's seed
+def import_modules(specs: Sequence[str]) -> List[ModuleType]:
+    """Import every module of ``specs`` (dotted names or paths, see the module docstring)."""
+    modules = []
+    for spec in specs:
+        path = os.path.abspath(spec)
+        if os.path.exists(path) or spec.endswith(".py") or os.sep in spec or "/" in spec:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"--import-module {spec}: no such file or folder")
+            parent, name = os.path.split(path.rstrip(os.sep))
+            if name.endswith(".py"):
+                name = name[:-3]
+            if parent not in sys.path:
+                sys.path.insert(0, parent)
+            spec = name
+        modules.append(importlib.import_module(spec))
+    return modules
+
+
+def _config_functions(modules: Sequence[ModuleType]) -> List[Callable[[CfgNode], None]]:
+    """The ``add_*_config`` functions of ``modules`` (each once, in import order)."""
+    fns: List[Callable] = []
+    for mod in modules:
+        for name in sorted(dir(mod)):
+            fn = getattr(mod, name)
+            if name.startswith("add_") and name.endswith("_config") and callable(fn) and fn not in fns:
+                fns.append(fn)
+    return fns
+
+
+def _absolute_config_paths(cfg: CfgNode, config_dir: str, node: Optional[CfgNode] = None) -> None:
+    """A relative path in a YAML file that names a file next to that config file becomes absolute
+    (e.g. ``MODEL.BACKBONE.GENOTYPE: my_genotype.json``), so a run does not depend on the working
+    directory; every other value is left alone."""
+    node = cfg if node is None else node
+    for key, value in node.items():
+        if isinstance(value, CfgNode):
+            _absolute_config_paths(cfg, config_dir, value)
+        elif isinstance(value, str) and value and not os.path.isabs(value):
+            candidate = os.path.join(config_dir, value)
+            if os.path.isfile(candidate):
+                node[key] = candidate
+
+
+def setup_cfg(args: argparse.Namespace, extra_config: Optional[Callable[[CfgNode], None]] = None,
+              *, freeze: bool = True) -> CfgNode:
+    """The config of an entry point: defaults <- a project's keys (``extra_config`` and the
+    ``add_*_config`` functions of ``--import-module``) <- YAML file <- ``KEY VALUE`` overrides."""
+    modules = import_modules(getattr(args, "import_module", None) or [])
+    cfg = get_cfg()
+    for add_config in ([extra_config] if extra_config else []) + _config_functions(modules):
+        add_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+        _absolute_config_paths(cfg, os.path.dirname(os.path.abspath(args.config_file)))
+    cfg.merge_from_list(list(args.opts or []))
+    if modules:
+        logger.info("Imported %s", ", ".join(m.__name__ for m in modules))
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def setup_tool_cfg(args: argparse.Namespace, *, freeze: bool = True) -> CfgNode:
+    """:func:`setup_cfg` for the tools, which log to the console only (INFO) and keep no run record."""
+    setup_logger(name="cdnet_reid").setLevel(logging.INFO)
+    return setup_cfg(args, freeze=freeze)
 
 
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
-    """Logging, seeding and the run record in ``OUTPUT_DIR`` (config.yaml, env.txt, the log).
+    """Logging (console and ``OUTPUT_DIR/log.txt``), the seed and the global torch flags of a run.
 
-    The config must not be frozen yet: a drawn seed is written back into ``cfg.SEED``.
+    The config must not be frozen yet: a drawn seed is written back into ``cfg.SEED``. The run
+    record (config.yaml, env.txt) is written later, once the run has been built (:func:`run_main`).
     """
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
@@ -67,21 +166,15 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
     comm.synchronize()
     for name in ("cdnet_reid", "fvcore"):
         setup_logger(output_dir, distributed_rank=rank, name=name)
-    log = setup_logger(output_dir, distributed_rank=rank, name="cdnet_reid")
+    log = logging.getLogger("cdnet_reid")
     log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
-    env = collect_env_info()
-    log.info("Environment info:\n%s", env)
+    log.info("Environment info:\n%s", collect_env_info())
     log.info("Command line arguments: %s", args)
     if getattr(args, "config_file", ""):
         with PathManager.open(args.config_file, "r") as f:
             log.info("Contents of args.config_file=%s:\n%s", args.config_file, f.read())
-    cfg.SEED = _resolve_seed(cfg, getattr(args, "resume", False))
+    cfg.SEED = resolve_seed(cfg, getattr(args, "resume", False))
     log.info("Running with full config:\n%s", cfg.dump())
-    if comm.is_main_process() and output_dir:
-        # an evaluation must not overwrite the record of the training run in the same folder
-        write_config(cfg, "config_eval.yaml" if getattr(args, "eval_only", False) else "config.yaml")
-        with PathManager.open(os.path.join(output_dir, "env.txt"), "w") as f:
-            f.write(env + "\n")
     seed_all_rng(cfg.SEED + rank)
     torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK and not cfg.DETERMINISTIC
     if cfg.DETERMINISTIC:
@@ -90,59 +183,58 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def write_config(cfg: CfgNode, name: str = "config.yaml") -> str:
-    """Write the merged config to ``OUTPUT_DIR/<name>`` (main process); return the path."""
-    path = os.path.join(cfg.OUTPUT_DIR, name)
-    if comm.is_main_process():
-        PathManager.mkdirs(cfg.OUTPUT_DIR)
-        with PathManager.open(path, "w") as f:
-            f.write(cfg.dump())
-    return path
-
-
-def setup_cfg(args: argparse.Namespace, extra_config: Optional[Callable[[CfgNode], None]] = None) -> CfgNode:
-    """Defaults (+ a project's keys) <- YAML file <- command-line overrides; then setup; frozen."""
-    cfg = get_cfg()
-    if extra_config is not None:
-        extra_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
-    _resolve_relative_paths(cfg, os.path.dirname(os.path.abspath(args.config_file)) if args.config_file else None)
-    default_setup(cfg, args)
-    cfg.freeze()
-    return cfg
-
-
-def _resolve_relative_paths(cfg: CfgNode, config_dir: Optional[str]) -> None:
-    """A relative ``MODEL.BACKBONE.GENOTYPE`` file found next to the config file becomes absolute,
-    so runs do not depend on the working directory (shipped names are left alone)."""
-    geno = cfg.MODEL.BACKBONE.get("GENOTYPE", "")
-    if config_dir and geno and not os.path.isabs(geno):
-        candidate = os.path.join(config_dir, geno)
-        if os.path.isfile(candidate):
-            cfg.MODEL.BACKBONE.GENOTYPE = candidate
-
-
 def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
              extra_config: Optional[Callable[[CfgNode], None]] = None):
     """The body of every ``train_net.py``: set up, then evaluate (``--eval-only``) or train.
 
-    Runs in each process of a distributed job (call it through :func:`launch`).
-    Returns the evaluation results on the main process.
+    The trainer is ``trainer_cls``, else the class registered in ``TRAINER_REGISTRY`` under
+    ``TRAINER.NAME``. A training run owns its ``OUTPUT_DIR``: it refuses a folder holding another
+    run's checkpoints (unless ``--resume`` or ``--overwrite``), holds a lock on it while it runs,
+    and writes the run record only once datasets and model have been built. Runs in each process
+    of a distributed job (call it through :func:`launch`). Returns the evaluation results on the
+    main process.
     """
-    from .trainer import DefaultTrainer
-
-    cfg = setup_cfg(args, extra_config)
+    cfg = setup_cfg(args, extra_config, freeze=False)
     if trainer_cls is None:
-        if cfg.SEARCH.ENABLED:
-            from ..search import SearchTrainer
-            trainer_cls = SearchTrainer
-        else:
-            trainer_cls = DefaultTrainer
+        trainer_cls = lookup(TRAINER_REGISTRY, cfg.TRAINER.NAME, "TRAINER.NAME")
     if args.eval_only:
+        default_setup(cfg, args)
+        cfg.freeze()
         model = trainer_cls.build_model_for_eval(cfg, resume=args.resume)
+        # an evaluation must not overwrite the record of the training run in the same folder
+        write_config(cfg, "config_eval.yaml")
         return trainer_cls.test(cfg, model)
-    trainer = trainer_cls(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    check_output_dir(cfg.OUTPUT_DIR, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    with RunLock(cfg.OUTPUT_DIR):
+        if comm.is_main_process() and cfg.OUTPUT_DIR:
+            for path in remove_stale_temp_files(cfg.OUTPUT_DIR):
+                logger.info("Removed %s, left by an interrupted write", path)
+        default_setup(cfg, args)
+        cfg.freeze()
+        trainer = trainer_cls(cfg)
+        trainer.resume_or_load(resume=args.resume,
+                               allow_changed=getattr(args, "resume_changed", False))
+        # written once the datasets and the model have been built: a command that fails at
+        # start-up leaves the folder as it was
+        write_config(trainer.cfg)
+        write_env(cfg.OUTPUT_DIR, collect_env_info())
+        return trainer.train()
+
+
+def main(argv: Optional[Sequence[str]] = None, *, trainer_cls: Optional[Type] = None,
+         extra_config: Optional[Callable[[CfgNode], None]] = None,
+         description: str = "cdnet-reid training and evaluation", prog: Optional[str] = None):
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and :func:`launch` :func:`run_main` in every
+    process: the whole of a ``train_net.py``. ``trainer_cls`` and ``extra_config`` must be
+    importable (module-level) objects, since the worker processes are spawned."""
+    args = default_argument_parser(description, prog).parse_args(argv)
+    try:
+        return launch(run_main, args.num_gpus, num_machines=args.num_machines,
+                      machine_rank=args.machine_rank, dist_url=args.dist_url,
+                      args=(args, trainer_cls, extra_config))
+    except TrainingInterrupted as e:
+        logger.warning("%s", e)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except USER_ERRORS as e:  # bad input: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -4,6 +4,7 @@ import datetime
 import logging
 import math
 import os
+import re
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -18,7 +19,7 @@ from .train_loop import HookBase
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CallbackHook", "IterationTimer", "LRScheduler", "PeriodicCheckpointer",
+__all__ = ["training_state", "CallbackHook", "IterationTimer", "LRScheduler", "PeriodicCheckpointer",
            "EvalHook", "BestCheckpointer", "PeriodicWriter", "PlotTrainingCurves"]
 
 
@@ -105,16 +106,25 @@ class LRScheduler(HookBase):
         self._scheduler.step()
 
 
-def _training_state(trainer) -> dict:
-    """Plain-data extras saved with every checkpoint (epoch counters, trainer state)."""
-    return {"iteration": trainer.iter + 1, "epoch": (trainer.iter + 1) // trainer.iters_per_epoch}
+def training_state(trainer, hook: Optional[HookBase] = None) -> dict:
+    """Plain-data extras of a checkpoint written after iteration ``trainer.iter``: the iteration
+    and epoch to continue from, and, for a checkpoint written by ``hook`` during ``after_epoch``,
+    the hooks after it (``pending_hooks``: they have not seen this epoch's end yet, so a resume
+    runs their ``after_epoch`` first, e.g. the evaluation of a checkpoint written before it)."""
+    state = {"iteration": trainer.iter + 1, "epoch": (trainer.iter + 1) // trainer.iters_per_epoch}
+    if hook is not None:
+        hooks = trainer.hooks
+        state["pending_hooks"] = [type(h).__qualname__ for h in hooks[hooks.index(hook) + 1:]]
+    return state
 
 
 class PeriodicCheckpointer(HookBase):
     """Saves ``model_{epoch:04d}.pth`` every ``period`` epochs and ``model_final.pth`` at the end.
 
     ``extra`` (e.g. the config as YAML text) is stored in every file. With ``max_to_keep`` only the
-    newest periodic files are kept (``model_final``/``model_best`` are never deleted).
+    newest periodic files in the folder are kept, counted on disk, so a resumed run keeps to the
+    limit too (``model_final``/``model_best`` are never deleted). Placed before the evaluation, so
+    that a failing evaluation cannot lose the epoch.
     """
 
     def __init__(self, checkpointer: Checkpointer, period: int, *, max_to_keep: int = 0,
@@ -123,7 +133,6 @@ class PeriodicCheckpointer(HookBase):
         self.period = period
         self.max_to_keep = max_to_keep
         self.extra = extra or (lambda: {})
-        self._kept: List[str] = []
 
     def after_epoch(self):
         epoch = self.trainer.epoch + 1  # 1-based epoch just finished
@@ -132,17 +141,18 @@ class PeriodicCheckpointer(HookBase):
             return
         if comm.is_main_process():
             name = "model_final" if last else f"model_{epoch:04d}"
-            self.checkpointer.save(name, **_training_state(self.trainer), **self.extra())
-            if not last:
-                self._prune(name)
+            self.checkpointer.save(name, **training_state(self.trainer, self), **self.extra())
+            self._prune()
         comm.synchronize()
 
-    def _prune(self, name: str):
-        self._kept.append(name)
-        while self.max_to_keep > 0 and len(self._kept) > self.max_to_keep:
-            old = os.path.join(self.checkpointer.save_dir, self._kept.pop(0) + ".pth")
-            if os.path.exists(old):
-                os.remove(old)
+    def _prune(self):
+        if self.max_to_keep <= 0:
+            return
+        folder = self.checkpointer.save_dir
+        periodic = sorted((f for f in os.listdir(folder) if re.fullmatch(r"model_\d{4,}\.pth", f)),
+                          key=lambda f: int(f[len("model_"):-len(".pth")]))
+        for name in periodic[:-self.max_to_keep]:
+            os.remove(os.path.join(folder, name))
 
 
 class EvalHook(HookBase):
@@ -217,7 +227,7 @@ class BestCheckpointer(HookBase):
         if self._better(value):
             self.best_value, self.best_epoch = value, self.trainer.epoch + 1
             if comm.is_main_process():
-                self.checkpointer.save("model_best", **_training_state(self.trainer),
+                self.checkpointer.save("model_best", tag_last=False, **training_state(self.trainer, self),
                                        best_metric={self.metric: value}, **self.extra())
             logger.info("New best %s = %.2f at epoch %d", self.metric, value, self.best_epoch)
 
@@ -237,6 +247,14 @@ class PeriodicWriter(HookBase):
     def __init__(self, writers: List[EventWriter], period: int = 20):
         self._writers = writers
         self._period = max(1, period)
+
+    def before_train(self):
+        # a resumed run continues the files without repeating the iterations written after the
+        # checkpoint it resumes from
+        if self.trainer.start_iter > 0:
+            for w in self._writers:
+                if hasattr(w, "resume"):
+                    w.resume(self.trainer.start_iter)
 
     def _write(self):
         for w in self._writers:

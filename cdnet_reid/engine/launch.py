@@ -10,6 +10,7 @@
 
 import logging
 import os
+import signal
 import socket
 from datetime import timedelta
 from typing import Any, Callable, Sequence
@@ -43,19 +44,18 @@ def _launched_by_torchrun() -> bool:
 
 def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1,
            machine_rank: int = 0, dist_url: str = "auto", args: Sequence[Any] = (),
-           timeout: timedelta = DEFAULT_TIMEOUT) -> None:
-    """Run ``main_func(*args)`` in every process of the job (see the module docstring)."""
+           timeout: timedelta = DEFAULT_TIMEOUT):
+    """Run ``main_func(*args)`` in every process of the job (see the module docstring). Returns
+    what ``main_func`` returns when it runs in this process (one process, or torchrun)."""
     if _launched_by_torchrun():
         _init_from_env(timeout)
         try:
-            main_func(*args)
+            return main_func(*args)
         finally:
             _cleanup()
-        return
     world_size = num_machines * num_gpus_per_machine
     if world_size <= 1:
-        main_func(*args)
-        return
+        return main_func(*args)
     if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
         raise ValueError(f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} "
                          "CUDA devices are visible")
@@ -66,9 +66,22 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
     if num_machines > 1 and dist_url.startswith("file://"):
         logger.warning("file:// init may not work across machines; prefer tcp://")
-    mp.start_processes(_distributed_worker, nprocs=num_gpus_per_machine, start_method="spawn",
-                       args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url,
-                             tuple(args), timeout))
+    context = mp.start_processes(_distributed_worker, nprocs=num_gpus_per_machine,
+                                 start_method="spawn", join=False,
+                                 args=(main_func, world_size, num_gpus_per_machine, machine_rank,
+                                       dist_url, tuple(args), timeout))
+    # SIGTERM sent to this parent (SLURM, Kubernetes) reaches the workers, which checkpoint and stop
+    def forward(signum, _frame):
+        for proc in context.processes:
+            if proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        while not context.join():
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine, machine_rank,
@@ -83,7 +96,6 @@ def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine,
                                 rank=global_rank, timeout=timeout)
     except Exception as e:
         raise RuntimeError(f"process group initialisation failed at {dist_url}: {e}") from e
-    _create_local_group(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
     comm.synchronize()
     try:
         main_func(*args)
@@ -96,19 +108,7 @@ def _init_from_env(timeout):
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=_backend(), init_method="env://", timeout=timeout)
-    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
-    _create_local_group(dist.get_world_size() // local_size, local_size,
-                        dist.get_rank() // local_size)
     comm.synchronize()
-
-
-def _create_local_group(num_machines: int, per_machine: int, machine_rank: int) -> None:
-    # Every process must create every group (collective call), in the same order.
-    for i in range(num_machines):
-        ranks = list(range(i * per_machine, (i + 1) * per_machine))
-        group = dist.new_group(ranks)
-        if i == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = group
 
 
 def _cleanup():

@@ -4,11 +4,14 @@
 else (LR, checkpoints, evaluation, logging) is a hook.
 """
 
+import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 import weakref
-from typing import Dict, List, Mapping, Optional, Sequence, Type
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Type
 
 import torch
 from torch import nn
@@ -17,6 +20,44 @@ from ..utils import comm
 from ..utils.events import EventStorage, get_event_storage
 
 logger = logging.getLogger(__name__)
+
+#: Exit status of a run stopped by SIGTERM/SIGINT after writing a checkpoint (EX_TEMPFAIL: "try
+#: again", i.e. ``--resume``).
+EXIT_INTERRUPTED = 75
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after finishing an iteration (and, in ``DefaultTrainer``,
+    writing a checkpoint that ``--resume`` continues exactly)."""
+
+    def __init__(self, signum: int, iteration: int, checkpoint: str = ""):
+        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
+        where = f"; checkpoint {checkpoint}" if checkpoint else ""
+        super().__init__(f"Stopped by {signal.Signals(signum).name} after iteration {iteration}"
+                         f"{where}; continue with --resume")
+
+
+@contextlib.contextmanager
+def stop_on_signals(flag: Dict[str, int], signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """While active, SIGTERM/SIGINT only record themselves in ``flag["signum"]`` (the loop stops at
+    the end of the iteration); a second SIGINT interrupts at once. Previous handlers come back on
+    exit. Outside the main thread (where Python cannot install handlers) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        if flag.get("signum") and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag["signum"] = signum
+        logger.warning("Received %s: stopping after this iteration", signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class HookBase:
@@ -87,7 +128,8 @@ class TrainerBase:
                     start_iter // self.iters_per_epoch + 1)
         self.iter = self.start_iter = start_iter
         self.max_iter = max_iter
-        with EventStorage(start_iter) as self.storage:
+        stop: Dict[str, int] = {}
+        with EventStorage(start_iter) as self.storage, stop_on_signals(stop):
             try:
                 self.before_train()
                 for self.iter in range(start_iter, max_iter):
@@ -99,19 +141,31 @@ class TrainerBase:
                     self.after_step()
                     if (self.iter + 1) % self.iters_per_epoch == 0:
                         self.after_epoch()
+                    signum = _agreed_signal(stop.get("signum", 0))
+                    if signum and self.iter + 1 < max_iter:
+                        raise TrainingInterrupted(signum, self.iter + 1, self.on_interrupt())
                 self.iter += 1  # == max_iter: tells hooks that training completed
+            except TrainingInterrupted:
+                raise
             except Exception:
                 logger.exception("Exception during training:")
                 raise
             finally:
                 self.after_train()
 
+    def on_interrupt(self) -> str:
+        """Called on every rank when a signal stops training after iteration ``self.iter``;
+        returns the checkpoint written (none here; ``DefaultTrainer`` writes one)."""
+        return ""
+
     def _call(self, name: str) -> None:
         for h in self._hooks:
             getattr(h, name)()
 
     def before_train(self): self._call("before_train")
-    def after_train(self): self.storage.iter = self.iter; self._call("after_train")
+    def after_train(self):
+        self.storage.iter = self.iter
+        self._call("after_train")
     def before_epoch(self): self._call("before_epoch")
     def after_epoch(self): self._call("after_epoch")
     def before_step(self): self._call("before_step")
@@ -132,6 +186,11 @@ class TrainerBase:
                 logger.warning("Checkpoint has state for hook %s, which this trainer lacks", name)
             for h in matching:
                 h.load_state_dict(value)
+
+
+def _agreed_signal(signum: int) -> int:
+    """The signal any rank received (all ranks stop at the same iteration)."""
+    return comm.all_reduce_max(signum)
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
@@ -237,20 +296,27 @@ class SimpleTrainer(TrainerBase):
         state = super().state_dict()
         if self.grad_scaler is not None:
             state["grad_scaler"] = self.grad_scaler.state_dict()
-        # Dropout & co. draw from the main-process RNG; restoring it makes a resume exact.
-        state["torch_rng"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if self.grad_scaler is not None and "grad_scaler" in state:
             self.grad_scaler.load_state_dict(state["grad_scaler"])
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            try:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            except RuntimeError as e:
-                logger.warning("Could not restore the CUDA RNG state (different GPUs?): %s", e)
+
+
+def rng_state() -> dict:
+    """This process's torch RNG states (CPU and CUDA: dropout & co.), as plain tensors."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned; restoring it makes a resume exact."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except RuntimeError as e:
+            logger.warning("Could not restore the CUDA RNG state (different GPUs?): %s", e)

@@ -3,28 +3,60 @@
 import logging
 import os
 from collections import OrderedDict
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import CfgNode
-from ..data import (build_cls_test_loader, build_cls_train_loader, build_reid_test_loader,
-                    build_reid_train_loader, dataset_task, train_task)
-from ..data.common import SeededSampler
-from ..evaluation import ClassificationEvaluator, ReidEvaluator, inference_on_dataset, print_results
-from ..modeling import build_model
+from ..data import build_test_loader, build_train_loader, dataset_task
+from ..evaluation import build_evaluator, inference_on_dataset, print_results
+from ..modeling import build_model, convert_sync_batchnorm
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
-from ..utils.checkpoint import Checkpointer
-from ..utils.pretrain import load_pretrained
+from ..utils.checkpoint import Checkpointer, find_last_checkpoint, read_checkpoint
 from ..utils.events import CommonMetricPrinter, JSONWriter, build_tensorboard_writer
+from ..utils.pretrain import load_pretrained
+from ..utils.registry import Registry
 from . import hooks
-from .defaults import write_config
-from .train_loop import HookBase, SimpleTrainer
+from .train_loop import HookBase, SimpleTrainer, rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
+
+TRAINER_REGISTRY = Registry("TRAINER")
+TRAINER_REGISTRY.__doc__ = """Trainer classes, chosen by ``TRAINER.NAME`` (``run_main``); a
+subclass registers itself with ``@TRAINER_REGISTRY.register()`` where it is defined."""
+
+
+class ResumeMismatchError(RuntimeError):
+    """``--resume`` with a config that changes the model or the data stream of the checkpoint."""
+
+
+#: Config keys whose change makes a resumed run train something else than the checkpoint's run
+#: (shapes, the data stream, the objective); everything under a prefix counts. ``--resume-changed``
+#: allows them.
+RESUME_CRITICAL = ("MODEL.", "INPUT.", "DATASETS.", "DATALOADER.SAMPLER_TRAIN", "DATALOADER.NUM_INSTANCE",
+                   "SOLVER.IMS_PER_BATCH", "SOLVER.ITERS_PER_EPOCH", "SEED", "TRAINER.", "SEARCH.")
+#: ... except these, which do not change what is trained.
+RESUME_HARMLESS = ("MODEL.WEIGHTS", "MODEL.PRETRAIN_PATH", "MODEL.DEVICE", "DATASETS.TESTS",
+                   "DATASETS.ROOT", "SEARCH.GENOTYPE_PERIOD", "SEARCH.AUTHORS_FORMAT")
+
+
+def config_differences(old: CfgNode, new: CfgNode) -> List[Tuple[str, object, object]]:
+    """``(key, old value, new value)`` for every leaf that differs between two config trees."""
+    def flat(node, prefix=""):
+        out = {}
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[prefix + k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    a, b = flat(old), flat(new)
+    return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
+            if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
 def create_ddp_model(model: nn.Module, **kwargs) -> nn.Module:
@@ -42,6 +74,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+@TRAINER_REGISTRY.register()
 class DefaultTrainer(SimpleTrainer):
     """Trainer with the standard recipe: data, model, optimizer, LR schedule, checkpoints, hooks.
 
@@ -57,6 +90,7 @@ class DefaultTrainer(SimpleTrainer):
     def __init__(self, cfg: CfgNode):
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader)
+        self.validate_test_sets(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         clip = cfg.SOLVER.CLIP_GRADIENTS
@@ -70,30 +104,40 @@ class DefaultTrainer(SimpleTrainer):
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.checkpointer = self.build_checkpointer(cfg)
         self._last_eval_results: Optional[OrderedDict] = None
+        self._rng_states: List[dict] = []
         self.register_hooks(self.build_hooks())
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def build_train_loader(cls, cfg):
         """The infinite training loader, by the task of ``DATASETS.NAMES`` (the datasets' ``task``
-        attribute): ``build_reid_train_loader`` (re-ID) or ``build_cls_train_loader``
-        (classification). Override for other data."""
-        if train_task(cfg) == "classification":
-            return build_cls_train_loader(cfg)
-        return build_reid_train_loader(cfg)
+        attribute, see ``data.register_task_loaders``). Override for other data."""
+        return build_train_loader(cfg)
 
     @classmethod
-    def build_model(cls, cfg) -> nn.Module:
-        """``build_model(cfg)``, logged. Override to build another model."""
-        model = build_model(cfg)
+    def build_model(cls, cfg, stored: Optional[dict] = None) -> nn.Module:
+        """``build_model(cfg)``, logged; ``stored``: the entries of the checkpoint the model is
+        rebuilt for (see ``Backbone.checkpoint_extra``). Override to build another model."""
+        model = build_model(cfg, stored=stored)
         logger.debug("Model:\n%s", model)
         n = sum(p.numel() for p in model.parameters())
         logger.info("Model parameters: %s", f"{n:,}")
         return model
 
     def wrap_model(self, cfg, model: nn.Module) -> nn.Module:
-        """DDP wrapping for multi-process runs. Override to pass other DDP options."""
-        return create_ddp_model(model)
+        """For multi-process runs: BatchNorm statistics over the global batch
+        (``MODEL.NORM.SYNC``), then DDP. Override to pass other DDP options."""
+        return create_ddp_model(self.sync_norms(cfg, model))
+
+    @staticmethod
+    def sync_norms(cfg, model: nn.Module) -> nn.Module:
+        """``model`` with synchronised BatchNorm when several processes train and
+        ``MODEL.NORM.SYNC`` is on, so that N processes compute what one process computes."""
+        if comm.get_world_size() == 1 or not cfg.MODEL.NORM.SYNC:
+            return model
+        logger.info("MODEL.NORM.SYNC: BatchNorm statistics over the global batch of %d processes",
+                    comm.get_world_size())
+        return convert_sync_batchnorm(model)
 
     @classmethod
     def build_optimizer(cls, cfg, model: nn.Module) -> torch.optim.Optimizer:
@@ -107,22 +151,15 @@ class DefaultTrainer(SimpleTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
-        """``(loader, num_query)`` over query + gallery of ``dataset_name``."""
-        return build_reid_test_loader(cfg, dataset_name)
+        """``(loader, meta)`` over the test data of ``dataset_name``, by its task."""
+        return build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str):
-        """``(loader, evaluator)`` for ``dataset_name``: re-ID ranking metrics, or exact top-1/top-5
-        for a classification dataset. Override for other tasks or metrics."""
-        if dataset_task(dataset_name) == "classification":
-            return build_cls_test_loader(cfg, dataset_name), ClassificationEvaluator(topk=(1, 5))
-        loader, num_query = cls.build_test_loader(cfg, dataset_name)
-        rr, qe = cfg.TEST.RERANK, cfg.TEST.AQE
-        evaluator = ReidEvaluator(num_query, metric=cfg.TEST.METRIC, feat_norm=cfg.TEST.FEAT_NORM,
-                                  max_rank=cfg.TEST.MAX_RANK, rerank=rr.ENABLED, rerank_k1=rr.K1,
-                                  rerank_k2=rr.K2, rerank_lambda=rr.LAMBDA, aqe=qe.ENABLED,
-                                  aqe_times=qe.QE_TIME, aqe_k=qe.QE_K, aqe_alpha=qe.ALPHA)
-        return loader, evaluator
+        """``(loader, evaluator)`` for ``dataset_name``: the evaluator registered in
+        ``EVALUATOR_REGISTRY`` under the dataset's task. Override for other metrics."""
+        loader, meta = cls.build_test_loader(cfg, dataset_name)
+        return loader, build_evaluator(cfg, dataset_task(dataset_name), **meta)
 
     def build_checkpointer(self, cfg) -> Checkpointer:
         """Checkpointer over model, optimizer, scheduler and this trainer's state."""
@@ -137,31 +174,52 @@ class DefaultTrainer(SimpleTrainer):
         return writers + ([tb] if tb is not None else [])
 
     def checkpoint_extra(self) -> dict:
-        """Plain data stored in every checkpoint besides the state dicts (config, classes and,
-        for searched backbones, the genotype the network was built from)."""
-        extra = {"config": self.cfg.dump(), "num_classes": self.cfg.MODEL.HEADS.NUM_CLASSES}
-        genotype = getattr(getattr(unwrap(self.model), "backbone", None), "genotype", None)
-        if callable(genotype):  # a supernet derives its current genotype
-            genotype = genotype()
-        if genotype is not None:
-            extra["genotype"] = genotype.to_dict()
-        return extra
+        """Plain data stored in every checkpoint besides the state dicts: the config, the number
+        of classes and what the model needs to be rebuilt (its ``checkpoint_extra()``, e.g. the
+        genotype of a searched backbone)."""
+        model = unwrap(self.model)
+        extra = model.checkpoint_extra() if hasattr(model, "checkpoint_extra") else {}
+        return {**extra, "config": self.cfg.dump(), "num_classes": self.cfg.MODEL.HEADS.NUM_CLASSES,
+                "rng_states": self._rng_states or [rng_state()]}
+
+    def after_epoch(self):
+        # every rank's RNG state (dropout draws), gathered before the checkpointers run, which
+        # write on the main process only
+        self._rng_states = comm.all_gather(rng_state())
+        super().after_epoch()
+
+    def on_interrupt(self) -> str:
+        """Write ``model_interrupted.pth`` after the current iteration (every rank takes part)."""
+        self._rng_states = comm.all_gather(rng_state())
+        path = os.path.join(self.cfg.OUTPUT_DIR, "model_interrupted.pth")
+        if comm.is_main_process():
+            self.checkpointer.save("model_interrupted", **hooks.training_state(self),
+                                   **self.checkpoint_extra())
+        comm.synchronize()
+        return path
+
+    @classmethod
+    def validate_test_sets(cls, cfg) -> None:
+        """Build every ``DATASETS.TESTS`` loader once before training, so a missing or malformed
+        test set stops the run at start-up instead of after the first training epochs."""
+        for name in cfg.DATASETS.TESTS:
+            cls.build_test_loader(cfg, name)
 
     def build_hooks(self) -> List[HookBase]:
-        """The default hooks, in order. Evaluation runs before the checkpointers, so a checkpoint
-        holds the state after that epoch's evaluation (exact resume); writers come last so they
-        see every metric of the iteration."""
+        """The default hooks, in order. The periodic checkpoint is written before the evaluation,
+        so a failing evaluation cannot lose the epoch; a resume from it runs the hooks after it
+        (evaluation, best checkpoint, writers) for that epoch first (exact resume). Writers come
+        last so they see every metric of the iteration."""
         cfg = self.cfg
         hook_list: List[HookBase] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
+            hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD,
+                                       max_to_keep=cfg.SOLVER.MAX_TO_KEEP, extra=self.checkpoint_extra),
             hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self._evaluate, at_start=cfg.TEST.EVAL_AT_START),
         ]
         if cfg.TEST.BEST_METRIC:
             hook_list.append(hooks.BestCheckpointer(self.checkpointer, cfg.TEST.BEST_METRIC,
-                                                    extra=self.checkpoint_extra))
-        hook_list.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD,
-                                                    max_to_keep=cfg.SOLVER.MAX_TO_KEEP,
                                                     extra=self.checkpoint_extra))
         if comm.is_main_process():
             hook_list.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.LOG_PERIOD))
@@ -184,8 +242,6 @@ class DefaultTrainer(SimpleTrainer):
                            cfg.MODEL.HEADS.NUM_CLASSES, num_classes, num_classes)
         cfg.MODEL.HEADS.NUM_CLASSES = num_classes
         cfg.freeze()
-        if cfg.OUTPUT_DIR:
-            write_config(cfg)
         return cfg
 
     @staticmethod
@@ -195,14 +251,26 @@ class DefaultTrainer(SimpleTrainer):
         return max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
 
     # ------------------------------------------------------------------ running
-    def resume_or_load(self, resume: bool = True) -> None:
-        """``resume``: restore everything from the last checkpoint of ``OUTPUT_DIR`` (if any).
-        Otherwise initialise from ``MODEL.PRETRAIN_PATH`` (if set: matching non-classifier
-        tensors), then load the weights of ``MODEL.WEIGHTS`` (if set), and start from iteration 0."""
-        if resume and self.checkpointer.has_checkpoint():
-            path = self.checkpointer.get_checkpoint_file()
-            extra = self.checkpointer.load(path)
-            self.start_iter = int(extra.get("iteration", 0))
+    def resume_or_load(self, resume: bool = True, allow_changed: bool = False) -> None:
+        """``resume``: restore everything from the last checkpoint of ``OUTPUT_DIR`` (if any;
+        :func:`find_last_checkpoint` falls back to the newest readable one); config keys that
+        differ from the checkpoint's are reported, and those that change the model or the data
+        stream (:data:`RESUME_CRITICAL`) stop the run unless ``allow_changed``. Otherwise initialise
+        from ``MODEL.PRETRAIN_PATH`` (if set: matching non-classifier tensors), then load the
+        weights of ``MODEL.WEIGHTS`` (if set, strictly), and start from iteration 0."""
+        path = find_last_checkpoint(self.cfg.OUTPUT_DIR) if resume else None
+        self._pending_hooks = []
+        if path:
+            stored = read_checkpoint(path)
+            if stored.get("config"):
+                self.check_resume_config(CfgNode.load_cfg(stored["config"]), path, allow_changed)
+            self.checkpointer.load_model_weights(stored, path)
+            for key, obj in self.checkpointer.checkpointables.items():
+                if key in stored:
+                    obj.load_state_dict(stored[key])
+            self.start_iter = int(stored.get("iteration", 0))
+            self._restore_rng(stored.get("rng_states"))
+            self._pending_hooks = list(stored.get("pending_hooks", []))
             logger.info("Resumed from %s at iteration %d (epoch %d)", path, self.start_iter,
                         self.start_iter // self.iters_per_epoch)
             if self.cfg.MODEL.PRETRAIN_PATH:
@@ -215,12 +283,48 @@ class DefaultTrainer(SimpleTrainer):
             if self.cfg.MODEL.WEIGHTS:
                 self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
             self.start_iter = 0
-        sampler = getattr(getattr(self.data_loader, "batch_sampler", None), "sampler", None)
-        if isinstance(sampler, SeededSampler):
-            sampler.set_start(self.start_iter * self.data_loader.batch_sampler.batch_size)
+        if hasattr(self.data_loader, "set_start_iter"):
+            self.data_loader.set_start_iter(self.start_iter)
         elif self.start_iter > 0:
-            logger.warning("The training loader has no SeededSampler: the resumed data order "
+            logger.warning("The training loader has no set_start_iter(): the resumed data order "
                            "will differ from an uninterrupted run")
+
+    def check_resume_config(self, stored: CfgNode, path: str, allow_changed: bool) -> None:
+        """Report the config keys that differ from checkpoint ``path``'s; stop on critical ones."""
+        diffs = [d for d in config_differences(stored, self.cfg) if d[0] != "OUTPUT_DIR"]
+        if not diffs:
+            return
+        critical = [d for d in diffs if d[0].startswith(RESUME_CRITICAL)
+                    and not d[0].startswith(RESUME_HARMLESS)]
+        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" + ("  (changes what is trained)" if (k, a, b) in critical else "")
+                          for k, a, b in diffs)
+        if critical and not allow_changed:
+            raise ResumeMismatchError(
+                f"--resume: the config differs from the checkpoint's ({path}) in keys that change the "
+                f"model or the data stream:\n{lines}\nRestore them, start a new run (another "
+                "OUTPUT_DIR, or --overwrite), or continue anyway with --resume-changed.")
+        logger.warning("--resume: the config differs from the checkpoint's (%s):\n%s", path, lines)
+
+    def _restore_rng(self, states: Optional[List[dict]]) -> None:
+        if not states:
+            return
+        world, rank = comm.get_world_size(), comm.get_rank()
+        if len(states) != world:
+            logger.warning("The checkpoint holds the RNG states of %d processes, this run has %d: "
+                           "random draws (dropout) will differ from an uninterrupted run",
+                           len(states), world)
+        set_rng_state(states[rank % len(states)])
+
+    def before_train(self):
+        super().before_train()
+        pending = getattr(self, "_pending_hooks", [])
+        if pending and self.start_iter > 0:
+            # the checkpoint was written during the end of the previous epoch: finish it
+            self.iter = self.storage.iter = self.start_iter - 1
+            for h in self.hooks:
+                if type(h).__qualname__ in pending:
+                    h.after_epoch()
+            self.iter = self.storage.iter = self.start_iter
 
     def train(self):
         """Train from ``start_iter`` to the end; return the last evaluation results."""
@@ -251,42 +355,18 @@ class DefaultTrainer(SimpleTrainer):
     def build_model_for_eval(cls, cfg, resume: bool = False) -> nn.Module:
         """The model with trained weights for ``--eval-only``: ``MODEL.WEIGHTS``, or with
         ``resume`` the last checkpoint of ``OUTPUT_DIR``. The classifier size comes from the
-        checkpoint when ``MODEL.HEADS.NUM_CLASSES`` is 0, and a searched backbone is built from the
-        genotype stored in the checkpoint (so evaluation does not depend on the genotype file)."""
-        path = cfg.MODEL.WEIGHTS
-        if resume:
-            ck = Checkpointer(nn.Linear(1, 1), cfg.OUTPUT_DIR)
-            if ck.has_checkpoint():
-                path = ck.get_checkpoint_file()
+        checkpoint when ``MODEL.HEADS.NUM_CLASSES`` is 0, and the model is rebuilt from what the
+        checkpoint stores of it (e.g. a searched backbone's genotype), so evaluation does not
+        depend on files that may have changed since training."""
+        path = (find_last_checkpoint(cfg.OUTPUT_DIR) if resume else None) or cfg.MODEL.WEIGHTS
         if not path:
             raise ValueError("--eval-only needs MODEL.WEIGHTS (or --resume with a checkpoint in OUTPUT_DIR)")
-        extra = Checkpointer(nn.Linear(1, 1))._load_file(path)
+        stored = read_checkpoint(path)
         cfg = cfg.clone()
         cfg.defrost()
-        if cfg.MODEL.HEADS.NUM_CLASSES == 0 and extra.get("num_classes"):
-            cfg.MODEL.HEADS.NUM_CLASSES = int(extra["num_classes"])
-        genotype = extra.get("genotype")
-        if genotype and cfg.MODEL.BACKBONE.NAME in ("CDNet", "CNet"):
-            cfg.MODEL.BACKBONE.GENOTYPE = _genotype_file(genotype, path)
+        if cfg.MODEL.HEADS.NUM_CLASSES == 0 and stored.get("num_classes"):
+            cfg.MODEL.HEADS.NUM_CLASSES = int(stored["num_classes"])
         cfg.freeze()
-        model = cls.build_model(cfg)
-        Checkpointer(model).load(path, checkpointables=[])
+        model = cls.build_model(cfg, stored=stored)
+        Checkpointer(model).load_model_weights(stored, path)
         return model
-
-
-def _genotype_file(genotype: dict, checkpoint: str) -> str:
-    """A genotype file (in the temp folder, named by content) holding a checkpoint's genotype."""
-    import hashlib
-    import json
-    import tempfile
-
-    from ..modeling.cdnet import Genotype, save_genotype
-
-    geno = Genotype.from_dict(genotype, source=f"checkpoint {checkpoint}")
-    digest = hashlib.sha1(json.dumps(geno.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-    target = os.path.join(tempfile.gettempdir(), f"cdnet_reid_genotype_{digest}.json")
-    if not os.path.exists(target):
-        save_genotype(geno, target)
-    logger.info("Building the backbone from the genotype stored in %s: %s", checkpoint,
-                [list(e) for e in geno.layers])
-    return target

@@ -4,25 +4,30 @@ Importing this package registers the built-in backbones, heads and meta-architec
 """
 
 import logging
+from typing import Optional
 
 import torch
 
-from . import backbones, cdnet, heads, meta_arch  # noqa: F401  (registration side effects)
+from . import backbones, heads, meta_arch  # noqa: F401  (registration side effects)
 from .backbones import Backbone, ShapeSpec
+from .norm import GlobalBatchNorm, convert_sync_batchnorm
+from ..utils.env import resolve_device
 from .registry import (BACKBONE_REGISTRY, HEAD_REGISTRY, META_ARCH_REGISTRY, build_backbone,
-                       build_head, lookup)
+                       build_head, from_config_kwargs, lookup)
 
 logger = logging.getLogger(__name__)
 
 
-def build_model(cfg) -> torch.nn.Module:
-    """The model of ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``; weights not loaded."""
-    from ..utils.env import resolve_device
+def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
+    """The model of ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``; weights not loaded.
 
+    ``stored``: the entries of a checkpoint the model is rebuilt for, so that components whose
+    structure the checkpoint records (``checkpoint_extra()``) are built as they were trained."""
     cls = lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
-    model = cls(**cls.from_config(cfg))
+    model = cls(**from_config_kwargs(cls, cfg, stored=stored))
     return model.to(resolve_device(cfg.MODEL.DEVICE))
 
 
-__all__ = ["BACKBONE_REGISTRY", "HEAD_REGISTRY", "META_ARCH_REGISTRY", "Backbone", "ShapeSpec",
+__all__ = ["GlobalBatchNorm", "convert_sync_batchnorm", "BACKBONE_REGISTRY", "HEAD_REGISTRY",
+           "META_ARCH_REGISTRY", "Backbone", "ShapeSpec",
            "build_backbone", "build_head", "build_model"]

@@ -7,9 +7,10 @@
 An unknown name raises a ``KeyError`` that lists the registered names.
 """
 
-from typing import Dict
+import inspect
+from typing import Dict, Optional
 
-from fvcore.common.registry import Registry
+from ..utils.registry import Registry, lookup
 
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = "Backbones: ``forward(images) -> Dict[str, Tensor]``, ``output_shape()``."
@@ -19,20 +20,18 @@ META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Meta-architectures: the whole model (normalisation, backbone, head, losses)."
 
 
-def lookup(registry: Registry, name: str, key: str):
-    """``registry.get(name)`` with an error naming the config key and the available names."""
-    try:
-        return registry.get(name)
-    except KeyError:
-        names = sorted(k for k, _ in registry)
-        raise KeyError(f"{key}={name!r} is not registered in {registry._name}; available: {names}. "
-                       "(Components from a project must be imported before the model is built.)") from None
+def from_config_kwargs(cls, cfg, *args, stored: Optional[dict] = None) -> dict:
+    """``cls.from_config(cfg, *args)``, passing ``stored`` (a checkpoint's entries, see
+    :meth:`Backbone.checkpoint_extra`) when given and when ``from_config`` accepts it."""
+    if stored is not None and "stored" in inspect.signature(cls.from_config).parameters:
+        return cls.from_config(cfg, *args, stored=stored)
+    return cls.from_config(cfg, *args)
 
 
-def build_backbone(cfg):
-    """The backbone named by ``cfg.MODEL.BACKBONE.NAME``."""
+def build_backbone(cfg, stored: Optional[dict] = None):
+    """The backbone named by ``cfg.MODEL.BACKBONE.NAME`` (rebuilt from ``stored``, when given)."""
     cls = lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")
-    return cls(**cls.from_config(cfg))
+    return cls(**from_config_kwargs(cls, cfg, stored=stored))
 
 
 def build_head(cfg, input_shape: Dict):

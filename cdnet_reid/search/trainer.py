@@ -8,9 +8,9 @@ import torch.distributed as dist
 
 from ..data.build import build_reid_train_set
 from ..engine import hooks
-from ..engine.trainer import DefaultTrainer, create_ddp_model, unwrap
-from ..modeling.cdnet.supernet import Supernet
-from ..solver import LRMultiplier
+from ..engine.trainer import TRAINER_REGISTRY, DefaultTrainer, create_ddp_model, unwrap
+from ..modeling.backbones import Supernet
+from ..solver import LRMultiplier, epoch_multistep
 from ..utils import comm
 from .architect import first_order_grads, unrolled_grads
 from .data import build_pk_loader, split_per_identity, subset
@@ -23,6 +23,7 @@ def _search_seed(cfg) -> int:
     return cfg.SEED if cfg.SEED >= 0 else 0
 
 
+@TRAINER_REGISTRY.register()
 class SearchTrainer(DefaultTrainer):
     """Alternates, every iteration, a weight step on a batch of the weight part of the training
     set and an architecture step on a batch of the architecture part (weights first, as in the
@@ -34,7 +35,7 @@ class SearchTrainer(DefaultTrainer):
         super().__init__(cfg)
         self.supernet = unwrap(self.model).backbone
         if not isinstance(self.supernet, Supernet):
-            raise TypeError(f"SEARCH.ENABLED needs a supernet backbone (CDNetSupernet or CNetSupernet), "
+            raise TypeError(f"TRAINER.NAME SearchTrainer needs a supernet backbone (CDNetSupernet or CNetSupernet), "
                             f"got MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}")
         if cfg.SEARCH.UNROLLED and cfg.SEARCH.MODE != "softmax":
             raise ValueError("SEARCH.UNROLLED (second-order DARTS) needs SEARCH.MODE softmax")
@@ -92,23 +93,18 @@ class SearchTrainer(DefaultTrainer):
     @classmethod
     def build_arch_scheduler(cls, cfg, optimizer, iters_per_epoch: int) -> LRMultiplier:
         """α's LR: ``ARCH_LR × ARCH_GAMMA^k`` after k of ``ARCH_MILESTONES`` (1-based epochs)."""
-        from fvcore.common.param_scheduler import MultiStepParamScheduler
-
         s = cfg.SEARCH
-        max_iter = cfg.SOLVER.MAX_EPOCH * iters_per_epoch
-        its = [(m - 1) * iters_per_epoch for m in s.ARCH_MILESTONES if 0 < (m - 1) * iters_per_epoch < max_iter]
-        sched = MultiStepParamScheduler([s.ARCH_GAMMA ** k for k in range(len(its) + 1)],
-                                        num_updates=max_iter, milestones=its)
-        return LRMultiplier(optimizer, sched, max_iter)
+        values = [s.ARCH_GAMMA ** k for k in range(len(s.ARCH_MILESTONES) + 1)]
+        sched = epoch_multistep(values, list(s.ARCH_MILESTONES), iters_per_epoch, cfg.SOLVER.MAX_EPOCH)
+        return LRMultiplier(optimizer, sched, cfg.SOLVER.MAX_EPOCH * iters_per_epoch)
 
     def wrap_model(self, cfg, model):
         # top-k runs only k candidates per layer: the others have no gradient in a step
         return create_ddp_model(model, find_unused_parameters=cfg.SEARCH.MODE == "topk")
 
-    def resume_or_load(self, resume: bool = True) -> None:
-        super().resume_or_load(resume)
-        sampler = self.arch_loader.batch_sampler.sampler
-        sampler.set_start(self.start_iter * self.arch_loader.batch_sampler.batch_size)
+    def resume_or_load(self, resume: bool = True, allow_changed: bool = False) -> None:
+        super().resume_or_load(resume, allow_changed)
+        self.arch_loader.set_start_iter(self.start_iter)
 
     # ------------------------------------------------------------------ one iteration
     @property

@@ -5,7 +5,7 @@ max_iter`` in [0, 1). All epoch-based settings are converted to iterations once,
 """
 
 import logging
-from typing import List
+from typing import List, Sequence
 
 import torch
 from fvcore.common.param_scheduler import (
@@ -77,6 +77,24 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         return [base_lr * m for base_lr in self.base_lrs]
 
 
+def epoch_iterations(epochs: Sequence[int], iters_per_epoch: int) -> List[int]:
+    """The first iteration of each 1-based epoch: epoch ``m`` starts at ``(m - 1) * iters_per_epoch``.
+    Every epoch-based setting of a schedule goes through here."""
+    return [(m - 1) * iters_per_epoch for m in epochs]
+
+
+def epoch_multistep(values: Sequence[float], milestones: Sequence[int], iters_per_epoch: int,
+                    max_epoch: int) -> MultiStepParamScheduler:
+    """``values[k]`` once ``k`` of the 1-based epoch ``milestones`` are reached, per iteration;
+    milestones at or beyond the end of training are dropped (logged)."""
+    max_iter = max_epoch * iters_per_epoch
+    its = [it for it in epoch_iterations(milestones, iters_per_epoch) if 0 < it < max_iter]
+    if len(its) < len(milestones):
+        logger.info("LR milestones %s (epochs) are never reached in %d epochs",
+                    [m for m in milestones if not 0 < (m - 1) * iters_per_epoch < max_iter], max_epoch)
+    return MultiStepParamScheduler(list(values)[: len(its) + 1], num_updates=max_iter, milestones=its)
+
+
 def build_lr_multiplier(cfg, iters_per_epoch: int) -> ParamScheduler:
     """The schedule of ``cfg.SOLVER`` as a multiplier of ``SOLVER.BASE_LR`` (see defaults.py)."""
     s = cfg.SOLVER
@@ -94,15 +112,7 @@ def build_lr_multiplier(cfg, iters_per_epoch: int) -> ParamScheduler:
             values = [lr / s.BASE_LR for lr in s.LR_LIST]
         else:
             values = [s.GAMMA ** k for k in range(len(milestones) + 1)]
-        reached = [m for m in milestones if m <= max_epoch]
-        if len(reached) < len(milestones):
-            logger.info("LR milestones %s lie beyond SOLVER.MAX_EPOCH=%d and are never reached",
-                        milestones[len(reached):], max_epoch)
-        # Milestone m (1-based epoch) starts at iteration (m - 1) * iters_per_epoch.
-        its = [(m - 1) * iters_per_epoch for m in reached]
-        its_kept = [it for it in its if it < max_iter]
-        values = values[: len(its_kept) + 1]
-        sched = MultiStepParamScheduler(values, num_updates=max_iter, milestones=its_kept)
+        sched = epoch_multistep(values, milestones, iters_per_epoch, max_epoch)
     elif s.SCHED == "Cosine":
         sched = CosineParamScheduler(1.0, s.ETA_MIN_LR / s.BASE_LR)
     elif s.SCHED == "Exponential":
@@ -124,4 +134,4 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer, iters_per_epoch: i
 
 
 __all__ = ["LRMultiplier", "WarmupParamScheduler", "EpochExponentialParamScheduler",
-           "build_lr_multiplier", "build_lr_scheduler"]
+           "build_lr_multiplier", "build_lr_scheduler", "epoch_iterations", "epoch_multistep"]

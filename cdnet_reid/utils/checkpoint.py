@@ -1,35 +1,61 @@
-"""Checkpoints: fvcore's ``Checkpointer`` made crash-safe and ``weights_only``-safe.
+"""Checkpoints: fvcore's ``Checkpointer`` made crash-safe, ``weights_only``-safe and strict.
 
 What we change on top of fvcore:
 
-* **Atomic writes.** A checkpoint (and the ``last_checkpoint`` tag) is written to a temporary file
-  in the same folder, flushed and fsynced, then ``os.replace``-d into place. A crash or kill at any
-  moment leaves either the previous file or the new one, never a truncated file.
-* **Safe loading.** Files are read with ``torch.load(weights_only=True)``; everything we save is
-  plain data (tensors, numbers, strings, lists, dicts), so no pickled objects are needed.
-* **Plain state dicts.** A file that is a bare ``state_dict`` (as many released models are) is
-  accepted and treated as model weights.
-
-Shape mismatches (for example a classifier of another size) are skipped and reported, and
-missing/unexpected keys are logged in grouped form by fvcore.
+* **Atomic writes.** A checkpoint (and the ``last_checkpoint`` tag) goes through
+  :func:`~cdnet_reid.utils.file_io.atomic_write`: a crash or kill at any moment leaves either the
+  previous file or the new one, never a truncated file.
+* **Safe loading.** :func:`read_checkpoint` reads files with ``torch.load(weights_only=True)``;
+  everything we save is plain data (tensors, numbers, strings, lists, dicts). A file that is not a
+  checkpoint (a folder, an image, a truncated file) gets one line naming it and the cause.
+* **Plain state dicts.** A file that is a bare ``state_dict`` (as many released models are), or
+  ``{"state_dict": ...}``, is accepted as model weights; foreign key layouts are renamed by the
+  converters of :func:`register_state_dict_converter`.
+* **Strict weights.** :meth:`Checkpointer.load_model_weights` refuses a file that leaves any tensor
+  of the model unset (:class:`IncompatibleCheckpointError`). Only classifier tensors of another
+  size are skipped (fine-tuning on other identities), in one log line.
 """
 
+import errno
+import glob
 import logging
 import os
-import tempfile
-from typing import Any, Callable, Dict, Iterable, List, Tuple
+import pickle
+import shutil
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 
-from .file_io import PathManager
+from .file_io import PathManager, atomic_write
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["Checkpointer", "CheckpointError", "CheckpointNotFoundError", "CheckpointWriteError",
+           "IncompatibleCheckpointError",
+           "convert_foreign_layout", "find_last_checkpoint", "match_state_dict",
+           "read_checkpoint", "register_state_dict_converter"]
 
 #: ``(name, detect(state_dict) -> bool, convert(state_dict, model_keys) -> state_dict)`` for
 #: foreign checkpoint layouts (e.g. the CDNet authors' released files); see
 #: :func:`register_state_dict_converter`.
 _CONVERTERS: List[Tuple[str, Callable, Callable]] = []
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or written; the message names the file and the cause."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (disk full, permissions); the previous file is intact."""
+
+
+class IncompatibleCheckpointError(CheckpointError):
+    """Weights that do not fit the model: loading them would leave tensors unset."""
 
 
 def register_state_dict_converter(name: str, detect: Callable[[Dict], bool],
@@ -39,36 +65,127 @@ def register_state_dict_converter(name: str, detect: Callable[[Dict], bool],
     _CONVERTERS.append((name, detect, convert))
 
 
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file in the target folder, then rename it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def convert_foreign_layout(weights: Dict[str, Any], model_keys: Iterable[str]
+                           ) -> Tuple[Dict[str, Any], Optional[str]]:
+    """``(weights renamed onto the model's keys, name of the recognised layout)`` when a converter
+    registered with :func:`register_state_dict_converter` recognises ``weights``; else
+    ``(weights, None)``. A ``module.`` prefix (DataParallel/DDP) is stripped first."""
+    if weights and all(k.startswith("module.") for k in weights):
+        weights = {k[len("module."):]: v for k, v in weights.items()}
+    for name, detect, convert in _CONVERTERS:
+        if detect(weights):
+            return convert(weights, model_keys), name
+    return weights, None
 
 
-def atomic_write_text(text: str, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=folder)
+_MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"{": "a JSON file"}
+
+
+def _not_a_checkpoint(path: str) -> Optional[str]:
+    """Why ``path`` cannot be a ``torch.save`` file, judged from its type and first bytes."""
+    if os.path.isdir(path):
+        return "it is a folder, not a checkpoint file"
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save's zip / legacy pickle
+        return None
+    kind = next((v for k, v in _MAGIC.items() if head.startswith(k)), None)
+    if kind:
+        return f"it is {kind}, not a PyTorch checkpoint"
+    return "it is not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """The content of checkpoint file ``path`` as a dict with a ``"model"`` state dict, read with
+    ``torch.load(weights_only=True)`` on the CPU. A bare state dict (as many released models are)
+    or ``{"state_dict": ...}`` becomes ``{"model": ...}``. Anything else raises
+    :class:`CheckpointError` with one line naming the file and the cause."""
+    local = path if os.path.exists(path) else PathManager.get_local_path(path)
+    if not os.path.exists(local):
+        raise CheckpointNotFoundError(f"checkpoint not found: {path} (check MODEL.WEIGHTS, "
+                                      "MODEL.PRETRAIN_PATH or the --resume folder)")
+    reason = _not_a_checkpoint(local)
+    if reason:
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason}")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        data = torch.load(local, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: it holds pickled Python objects besides plain data "
+            f"(tensors, numbers, strings, lists, dicts), which are never loaded "
+            f"({str(e).splitlines()[-1].strip()[:200]})") from None
+    except Exception as e:  # truncated or corrupt archives raise RuntimeError, EOFError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"cannot load checkpoint {path}: it is truncated or corrupt "
+                              f"({type(e).__name__}: {first})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"cannot load checkpoint {path}: it holds a {type(data).__name__}, "
+                              "not a dict of tensors")
+    if "model" not in data:
+        if "state_dict" in data and isinstance(data["state_dict"], dict):
+            data = {"model": data["state_dict"]}
+        elif data and all(isinstance(v, torch.Tensor) for v in data.values()):
+            logger.info("%s is a plain state dict; loading it as model weights", path)
+            data = {"model": data}
+        else:
+            raise CheckpointError(f"cannot load checkpoint {path}: it has no 'model' entry and is "
+                                  f"not a state dict (top-level keys: {sorted(data)[:10]})")
+    return data
+
+
+def _is_checkpoint_readable(path: str) -> bool:
+    try:
+        read_checkpoint(path)
+        return True
+    except CheckpointError as e:
+        logger.warning("%s", e)
+        return False
+
+
+def find_last_checkpoint(folder: str) -> Optional[str]:
+    """The checkpoint a resume of ``folder`` continues from: the one named by ``last_checkpoint``,
+    or, when that file is missing or unreadable, the newest readable ``*.pth`` (with a warning);
+    ``None`` when the folder holds none."""
+    if not folder or not os.path.isdir(folder):
+        return None
+    candidates = sorted(glob.glob(os.path.join(glob.escape(folder), "*.pth")), key=os.path.getmtime,
+                        reverse=True)
+    tag = os.path.join(folder, "last_checkpoint")
+    named = None
+    if os.path.isfile(tag):
+        with open(tag) as f:
+            named = os.path.join(folder, f.read().strip())
+        candidates = [named] + [c for c in candidates if c != named]
+    for path in candidates:
+        if os.path.isfile(path) and _is_checkpoint_readable(path):
+            if path != named:
+                logger.warning("%s names %s, which is missing or unreadable; resuming from the "
+                               "newest readable checkpoint, %s", tag, named, path)
+            return path
+    return None
+
+
+def match_state_dict(model_state: Dict[str, torch.Tensor], weights: Dict[str, Any]
+                     ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str], List[str]]:
+    """``(loadable, missing, mismatched, unexpected)``: the entries of ``weights`` whose name and
+    shape match ``model_state``, the model keys they lack, those of another shape, and the
+    checkpoint keys the model does not have."""
+    loadable, missing, mismatched = {}, [], []
+    for key, value in model_state.items():
+        if key not in weights:
+            missing.append(key)
+        elif tuple(weights[key].shape) != tuple(value.shape):
+            mismatched.append(key)
+        else:
+            loadable[key] = weights[key]
+    unexpected = [k for k in weights if k not in model_state]
+    return loadable, missing, mismatched, unexpected
+
+
+def _first(keys: List[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
 class Checkpointer(_FvcoreCheckpointer):
@@ -82,7 +199,9 @@ class Checkpointer(_FvcoreCheckpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.path_manager = PathManager
 
-    def save(self, name: str, **kwargs: Any) -> None:
+    def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
+        """Write ``<save_dir>/<name>.pth`` atomically; with ``tag_last`` it becomes the checkpoint
+        a resume continues from (``last_checkpoint``)."""
         if not self.save_dir or not self.save_to_disk:
             return
         data: Dict[str, Any] = {"model": self.model.state_dict()}
@@ -90,47 +209,81 @@ class Checkpointer(_FvcoreCheckpointer):
             data[key] = obj.state_dict()
         data.update(kwargs)
         save_file = os.path.join(self.save_dir, f"{name}.pth")
-        self.logger.info("Saving checkpoint to %s", save_file)
-        atomic_torch_save(data, save_file)
-        self.tag_last_checkpoint(os.path.basename(save_file))
+        logger.info("Saving checkpoint to %s", save_file)
+        try:
+            with atomic_write(save_file, "wb") as f:
+                torch.save(data, f)
+        except (OSError, RuntimeError) as e:
+            raise CheckpointWriteError(f"could not write checkpoint {save_file}: "
+                                       f"{_write_failure(e, save_file)}") from None
+        if tag_last:
+            self.tag_last_checkpoint(os.path.basename(save_file))
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        atomic_write_text(last_filename_basename, os.path.join(self.save_dir, "last_checkpoint"))
+        with atomic_write(os.path.join(self.save_dir, "last_checkpoint")) as f:
+            f.write(last_filename_basename)
 
-    def load(self, path: str, checkpointables=None) -> Dict[str, Any]:
-        if path and not os.path.isfile(path) and not self.path_manager.exists(path):
-            raise FileNotFoundError(
-                f"checkpoint not found: {path!r} (check MODEL.WEIGHTS or the --resume folder)")
-        return super().load(path, checkpointables)
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        """Load the model weights of ``path`` (strictly, see :meth:`load_model_weights`) and the
+        ``checkpointables`` named (all registered ones by default); return the other entries."""
+        if not path:
+            raise ValueError("Checkpointer.load: no checkpoint path given")
+        checkpoint = read_checkpoint(path)
+        self.load_model_weights(checkpoint, path)
+        for key in self.checkpointables if checkpointables is None else checkpointables:
+            if key in checkpoint:
+                logger.info("Loading %s from %s", key, path)
+                self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+        return checkpoint
 
-    def _load_model(self, checkpoint: Any):
-        weights = checkpoint["model"]
-        for name, detect, convert in _CONVERTERS:
-            if detect(weights):
-                checkpoint["model"] = convert(weights, self.model.state_dict().keys())
-                self.logger.info("Recognised the %s checkpoint layout; mapped its %d keys onto this "
-                                 "model's names", name, len(weights))
-                break
-        return super()._load_model(checkpoint)
+    def load_model_weights(self, checkpoint: Dict[str, Any], source: str) -> None:
+        """Copy ``checkpoint["model"]`` into the model, all or nothing.
+
+        Raises :class:`IncompatibleCheckpointError` naming ``source``, how many tensors matched and
+        the first missing / mismatched / unexpected keys when any tensor of the model would stay
+        unset, except classifier tensors of another size (another number of identities), which
+        keep their initialisation (logged in one line)."""
+        target = self.model.state_dict()
+        weights, layout = convert_foreign_layout(checkpoint["model"], target.keys())
+        if layout:
+            logger.info("Recognised the %s checkpoint layout in %s; mapped its %d keys onto "
+                             "this model's names", layout, source, len(weights))
+        loadable, missing, mismatched, unexpected = match_state_dict(target, weights)
+        # BatchNorm's step counters are not weights (older files lack them)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        classifiers = [k for k in mismatched if "classifier" in k]
+        unset = missing + [k for k in mismatched if k not in classifiers]
+        if unset:
+            raise IncompatibleCheckpointError(
+                f"{source} does not fit this model: {len(loadable)} of {len(target)} tensors match "
+                f"by name and shape. Missing: {_first(missing) or 'none'}. Of another shape: "
+                f"{_first([k for k in mismatched if k not in classifiers]) or 'none'}. Unexpected: "
+                f"{_first(unexpected) or 'none'}. (Is it a checkpoint of another architecture? "
+                "MODEL.PRETRAIN_PATH loads the matching part of one.)")
+        self.model.load_state_dict(loadable, strict=False)
+        if classifiers:
+            logger.info("Loaded %d tensors from %s; kept the new classifier (%s: checkpoint %s, "
+                             "model %s)", len(loadable), source, ", ".join(classifiers),
+                             [tuple(weights[k].shape) for k in classifiers],
+                             [tuple(target[k].shape) for k in classifiers])
+        else:
+            logger.info("Loaded all %d tensors from %s", len(loadable), source)
+        if unexpected:
+            logger.warning("%s has %d tensors this model does not use: %s", source,
+                                len(unexpected), _first(unexpected))
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        try:
-            data = torch.load(filename, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise RuntimeError(
-                f"cannot load checkpoint {filename}: {e}\nIt is either corrupt or contains "
-                "pickled Python objects (only plain tensors/numbers/strings are loaded, "
-                "weights_only=True).") from e
-        if not isinstance(data, dict):
-            raise RuntimeError(f"checkpoint {filename} holds a {type(data).__name__}, not a dict")
-        if "model" not in data:
-            if "state_dict" in data and isinstance(data["state_dict"], dict):
-                data = {"model": data["state_dict"]}
-            elif all(isinstance(v, torch.Tensor) for v in data.values()):
-                self.logger.info("%s is a plain state dict; loading it as model weights", filename)
-                data = {"model": data}
-            else:
-                raise RuntimeError(
-                    f"checkpoint {filename} has no 'model' entry and is not a state dict "
-                    f"(top-level keys: {sorted(data)[:10]})")
-        return data
+        return read_checkpoint(filename)
+
+
+def _write_failure(e: Exception, path: str) -> str:
+    """One line for a failed write: the disk is full, or the OS error, or the first line."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return f"{os.strerror(e.errno)}" + (" (free some disk space, or set OUTPUT_DIR elsewhere)"
+                                            if e.errno == errno.ENOSPC else "")
+    text = str(e)
+    if "inline_container" in text or "write failed" in text or "unexpected pos" in text:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+        return (f"the write failed; {free / 2 ** 20:.0f} MiB free on its disk (disk full? free some "
+                "space, or set OUTPUT_DIR elsewhere)")
+    return (text.strip().splitlines() or [type(e).__name__])[0][:200]

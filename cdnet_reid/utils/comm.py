@@ -11,9 +11,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-_LOCAL_PROCESS_GROUP = None  # set by engine.launch when several machines are used
-
-
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -24,25 +21,6 @@ def get_world_size() -> int:
 
 def get_rank() -> int:
     return dist.get_rank() if is_dist() else 0
-
-
-def get_local_rank() -> int:
-    """Rank of this process within its machine (0 without distributed)."""
-    if not is_dist():
-        return 0
-    if _LOCAL_PROCESS_GROUP is not None:
-        return dist.get_rank(group=_LOCAL_PROCESS_GROUP)
-    import os
-    return int(os.environ.get("LOCAL_RANK", get_rank()))
-
-
-def get_local_size() -> int:
-    if not is_dist():
-        return 1
-    if _LOCAL_PROCESS_GROUP is not None:
-        return dist.get_world_size(group=_LOCAL_PROCESS_GROUP)
-    import os
-    return int(os.environ.get("LOCAL_WORLD_SIZE", get_world_size()))
 
 
 def is_main_process() -> bool:
@@ -84,20 +62,15 @@ def gather(data: Any, dst: int = 0) -> List[Any]:
     return out if get_rank() == dst else []
 
 
+def all_reduce_max(value: int) -> int:
+    """The largest of every rank's integer ``value`` (a cheap tensor collective)."""
+    if get_world_size() == 1:
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_cpu_group())
+    return int(t.item())
+
+
 def shared_random_seed() -> int:
     """A random seed drawn on rank 0 and shared by all ranks."""
     return int(all_gather(int(np.random.randint(2 ** 31)))[0])
-
-
-def reduce_dict(values: dict, average: bool = True) -> dict:
-    """Reduce a dict of scalar tensors onto rank 0 (averaged by default)."""
-    world = get_world_size()
-    if world < 2:
-        return values
-    with torch.no_grad():
-        names = sorted(values)
-        stacked = torch.stack([values[k] for k in names])
-        dist.reduce(stacked, dst=0)
-        if get_rank() == 0 and average:
-            stacked /= world
-    return dict(zip(names, stacked))

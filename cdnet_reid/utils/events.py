@@ -222,9 +222,31 @@ class JSONWriter(EventWriter):
         parent = os.path.dirname(json_file)
         if parent:
             os.makedirs(parent, exist_ok=True)
+        self._path = json_file
         self._file_handle = open(json_file, "a", encoding="utf-8")
         self._window_size = window_size
         self._last_written: Dict[str, int] = {}
+
+    def resume(self, start_iter: int) -> None:
+        """Continue the file of a run resumed at ``start_iter``: the records of iterations from
+        ``start_iter`` on (written after the checkpoint, before the run stopped) are cut off, and
+        a value already in the file is not written again (e.g. an evaluation repeated on resume)."""
+        self._file_handle.flush()
+        keep = 0
+        with open(self._path, "rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut by a kill
+                    break
+                if record.get("iteration", -1) >= start_iter:
+                    break
+                keep += len(line)
+                for name in record:
+                    if name != "iteration":
+                        self._last_written[name] = max(self._last_written.get(name, -1),
+                                                       record["iteration"])
+        os.truncate(self._path, keep)  # in place: the append-mode handle writes at the new end
 
     def write(self) -> None:
         storage = get_event_storage()

@@ -21,7 +21,8 @@ import torch
 from fvcore.common.checkpoint import get_missing_parameters_message, get_unexpected_parameters_message
 from torch import nn
 
-from .checkpoint import _CONVERTERS, Checkpointer
+from .file_io import PathManager
+from .checkpoint import convert_foreign_layout, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +60,13 @@ def load_pretrained(model: nn.Module, path: str) -> PretrainReport:
     Raises ``FileNotFoundError`` for a missing file and ``RuntimeError`` when not a single tensor
     matches (certainly the wrong file). Missing backbone keys are logged as a warning.
     """
-    ck = Checkpointer(model)
-    if not ck.path_manager.exists(path):
+    if not PathManager.exists(path):
         raise FileNotFoundError(f"MODEL.PRETRAIN_PATH: checkpoint not found: {path!r}")
-    weights = _strip_module(ck._load_file(path)["model"])
+    weights = _strip_module(read_checkpoint(PathManager.get_local_path(path))["model"])
     target = model.state_dict()
-    for name, detect, convert in _CONVERTERS:
-        if detect(weights):
-            weights = convert(weights, target.keys())
-            logger.info("MODEL.PRETRAIN_PATH: recognised the %s layout", name)
-            break
+    weights, layout = convert_foreign_layout(weights, target.keys())
+    if layout:
+        logger.info("MODEL.PRETRAIN_PATH: recognised the %s layout", layout)
     weights = _apply_aliases(weights, target.keys())
 
     loaded, classifier, missing, mismatched = [], [], [], []

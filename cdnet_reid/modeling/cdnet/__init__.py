@@ -1,14 +1,17 @@
-"""CNet / CDNet: searched backbones, their blocks, genotypes and necks (importing registers them)."""
+"""The building blocks of CNet and CDNet: lite 3x3 units, combined (depth) blocks, the channel
+gate, DownSample and stems (``ops``), genotypes and their candidate tables (``genotype``), the
+search's mixed operation (``mixed_op``), and the mapping of the authors' checkpoint layout
+(``compat``, registered with the Checkpointer on import). The networks themselves are backbones
+(``modeling/backbones/cdnet.py``, ``supernet.py``) and their necks heads
+(``modeling/heads/fbl_neck.py``, ``search_head.py``)."""
 
-from .backbone import CDNet, CNet, SearchedNet, make_divisible
-from .genotype import CANDIDATES, Genotype, GenotypeError, load_genotype, save_genotype
-from .necks import FBLNeck, GlobalNeck
-from .mixed_op import MixedOp, topk_weights
-from .supernet import CDNetSupernet, CNetSupernet, SearchHead, Supernet
-from .compat import authors_to_ours, is_authors_state_dict, ours_to_authors
 from ...utils.checkpoint import register_state_dict_converter
+from .compat import authors_to_ours, is_authors_state_dict, ours_to_authors
+from .genotype import CANDIDATES, Genotype, GenotypeError, load_genotype, save_genotype
+from .mixed_op import MixedOp, topk_weights
 
 register_state_dict_converter("CDNet authors' (solicucu/ReID)", is_authors_state_dict, authors_to_ours)
 
-__all__ = ["CDNetSupernet", "CNetSupernet", "MixedOp", "SearchHead", "Supernet", "topk_weights", "authors_to_ours", "is_authors_state_dict", "ours_to_authors", "CANDIDATES", "CDNet", "CNet", "FBLNeck", "Genotype", "GenotypeError", "GlobalNeck",
-           "SearchedNet", "load_genotype", "make_divisible", "save_genotype"]
+__all__ = ["CANDIDATES", "Genotype", "GenotypeError", "MixedOp", "authors_to_ours",
+           "is_authors_state_dict", "load_genotype", "ours_to_authors", "save_genotype",
+           "topk_weights"]

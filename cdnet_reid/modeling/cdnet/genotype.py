@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ...utils.file_io import atomic_write
+
 FORMAT = "cdnet-reid-genotype"
 VERSION = 1
 
@@ -185,9 +187,5 @@ def save_genotype(geno: Genotype, path: str, fmt: str = "ours") -> None:
         text = json.dumps(geno.to_authors_dict(), indent=4)
     else:
         raise ValueError(f"fmt must be 'ours' or 'authors', got {fmt!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         f.write(text)
-    os.replace(tmp, path)

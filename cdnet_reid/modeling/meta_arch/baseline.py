@@ -1,6 +1,6 @@
 """Baseline: normalise pixels -> backbone -> head -> (training) CE + triplet on every branch."""
 
-from typing import Dict, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,7 @@ class Baseline(nn.Module):
     def __init__(self, *, backbone: nn.Module, head: nn.Module, pixel_mean: Sequence[float],
                  pixel_std: Sequence[float], loss_names: Sequence[str] = _KNOWN_LOSSES,
                  ce_epsilon: float = 0.0, ce_scale: float = 1.0, tri_margin: float = 0.3,
-                 tri_norm_feat: bool = False, tri_scale: float = 1.0):
+                 tri_norm_feat: bool = False, tri_scale: float = 1.0, tri_gather: bool = False):
         super().__init__()
         unknown = set(loss_names) - set(_KNOWN_LOSSES)
         if unknown:
@@ -41,17 +41,22 @@ class Baseline(nn.Module):
         self.loss_names = tuple(loss_names)
         self.ce_epsilon, self.ce_scale = ce_epsilon, ce_scale
         self.tri_margin, self.tri_norm_feat, self.tri_scale = tri_margin, tri_norm_feat, tri_scale
+        self.tri_gather = tri_gather
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        backbone = build_backbone(cfg)
+    def from_config(cls, cfg, stored: Optional[dict] = None) -> dict:
+        backbone = build_backbone(cfg, stored)
         head = build_head(cfg, backbone.output_shape())
         losses = cfg.MODEL.LOSSES
         return dict(backbone=backbone, head=head, pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
                     pixel_std=list(cfg.MODEL.PIXEL_STD), loss_names=tuple(losses.NAMES),
                     ce_epsilon=losses.CE.EPSILON, ce_scale=losses.CE.SCALE,
                     tri_margin=losses.TRI.MARGIN, tri_norm_feat=losses.TRI.NORM_FEAT,
-                    tri_scale=losses.TRI.SCALE)
+                    tri_scale=losses.TRI.SCALE, tri_gather=losses.TRI.GATHER)
+
+    def checkpoint_extra(self) -> dict:
+        """What the backbone needs stored to be rebuilt (e.g. CDNet's genotype)."""
+        return self.backbone.checkpoint_extra() if hasattr(self.backbone, "checkpoint_extra") else {}
 
     @property
     def device(self) -> torch.device:
@@ -78,6 +83,7 @@ class Baseline(nn.Module):
                 loss = cross_entropy_loss(logits, targets, self.ce_epsilon) * self.ce_scale
                 out["loss_cls"] = out.get("loss_cls", 0) + loss
             if "TripletLoss" in self.loss_names:
-                loss = triplet_loss(feat, targets, self.tri_margin, self.tri_norm_feat) * self.tri_scale
+                loss = triplet_loss(feat, targets, self.tri_margin, self.tri_norm_feat,
+                                    gather=self.tri_gather) * self.tri_scale
                 out["loss_triplet"] = out.get("loss_triplet", 0) + loss
         return out

@@ -1,14 +1,17 @@
 """CNet and CDNet backbones built from a genotype (spec MODEL_AND_SEARCH §3)."""
 
+import logging
 from collections import OrderedDict
-from typing import Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from torch import Tensor, nn
 
-from ..backbones import Backbone, ShapeSpec
+from ..cdnet.genotype import Genotype, load_genotype
+from ..cdnet.ops import DownSample, Stem, build_block, init_weights
 from ..registry import BACKBONE_REGISTRY
-from .genotype import Genotype, load_genotype
-from .ops import DownSample, Stem, build_block, init_weights
+from .base import Backbone, ShapeSpec
+
+logger = logging.getLogger(__name__)
 
 
 def make_divisible(value: float, divisor: int = 4) -> int:
@@ -88,10 +91,22 @@ class SearchedNet(StagedNet):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, stored: Optional[Dict[str, Any]] = None) -> dict:
+        """The network of ``MODEL.BACKBONE``; with ``stored`` (a checkpoint's entries) holding a
+        ``genotype``, that genotype instead of ``MODEL.BACKBONE.GENOTYPE``, so a checkpoint is
+        rebuilt as it was trained even when the genotype file has changed or moved."""
         b = cfg.MODEL.BACKBONE
-        return dict(genotype=load_genotype(b.GENOTYPE), stages=list(b.STAGES), planes=list(b.PLANES),
+        if stored and stored.get("genotype"):
+            genotype = Genotype.from_dict(stored["genotype"], source="the checkpoint")
+            logger.info("Building %s from the genotype stored in the checkpoint: %s", cls.__name__,
+                        [list(e) for e in genotype.layers])
+        else:
+            genotype = load_genotype(b.GENOTYPE)
+        return dict(genotype=genotype, stages=list(b.STAGES), planes=list(b.PLANES),
                     width_mult=b.WIDTH_MULT, adaptive_fusion=b.ADAPTIVE_FUSION, stem=b.STEM)
+
+    def checkpoint_extra(self) -> Dict[str, Any]:
+        return {"genotype": self.genotype.to_dict()}
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         return self.run_cells(x, lambda cell, layer, x: cell(x))

@@ -8,17 +8,16 @@ optimizer (:meth:`arch_parameters` / :meth:`weight_parameters`).
 """
 
 from collections import OrderedDict
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..heads.bl_neck import BLNeck
-from ..registry import BACKBONE_REGISTRY, HEAD_REGISTRY
-from .backbone import StagedNet
-from .genotype import CANDIDATES, Genotype
-from .mixed_op import MODES, MixedOp, topk_weights
-from .ops import build_block, conv1x1_bn, init_weights
+from ..cdnet.genotype import CANDIDATES, Genotype
+from ..cdnet.mixed_op import MODES, MixedOp, topk_weights
+from ..cdnet.ops import build_block, init_weights
+from ..registry import BACKBONE_REGISTRY
+from .cdnet import StagedNet
 
 
 class Supernet(StagedNet):
@@ -85,6 +84,10 @@ class Supernet(StagedNet):
         with the logits and ``meta`` attached."""
         return Genotype.from_alphas(self.space, self.alphas.detach().float().cpu().tolist(), meta)
 
+    def checkpoint_extra(self) -> dict:
+        """The genotype derived at the time of the checkpoint (α itself is a parameter)."""
+        return {"genotype": self.genotype().to_dict()}
+
 
 @BACKBONE_REGISTRY.register()
 class CDNetSupernet(Supernet):
@@ -96,19 +99,3 @@ class CDNetSupernet(Supernet):
 class CNetSupernet(Supernet):
     """Supernet of the CNet space: 6 combined-block candidates per layer."""
     space = "cnet"
-
-
-@HEAD_REGISTRY.register()
-class SearchHead(BLNeck):
-    """The search head of the original code (spec §8.1): 1×1 conv-BN-ReLU on the last map, then the
-    BL neck (GAP -> dropout -> FC block -> classifier). Training: ``[(logits, feat)]``; eval: the
-    pooled feature."""
-
-    def __init__(self, *, in_channels: int, **kwargs):
-        super().__init__(in_channels=in_channels, **kwargs)
-        self.conv1x1 = conv1x1_bn(in_channels, in_channels)
-        init_weights(self.conv1x1)
-
-    def forward(self, features: Dict[str, Tensor]):
-        last = list(features.values())[-1]
-        return super().forward({"last": self.conv1x1(last)})

@@ -5,9 +5,9 @@ from typing import Dict, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..heads.bl_neck import BLNeck, fc_block
+from ..cdnet.ops import init_weights
 from ..registry import HEAD_REGISTRY
-from .ops import init_weights
+from .bl_neck import BLNeck, fc_block
 
 
 @HEAD_REGISTRY.register()

@@ -1,0 +1,30 @@
+"""One training step's losses and gradients, for comparing N processes with one (spawned by
+``test_distributed_objective.py`` through ``engine.launch``)."""
+
+import torch
+
+from tiny import tiny_cfg  # noqa: F401  (registers the tiny components in spawned processes)
+from cdnet_reid.config import get_cfg
+from cdnet_reid.engine import DefaultTrainer, unwrap
+from cdnet_reid.utils import comm
+from cdnet_reid.utils.env import seed_all_rng
+
+
+def first_step(opts, out_file):
+    """Build the trainer of ``opts``, run the forward and backward of its first batch and save, on
+    rank 0, the losses averaged over processes and the (DDP-averaged) gradients."""
+    cfg = get_cfg()
+    cfg.merge_from_list(opts)
+    cfg.freeze()
+    seed_all_rng(cfg.SEED)
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    losses = trainer.forward_losses(next(trainer._data_loader_iter))
+    sum(losses.values()).backward()
+    values = comm.all_gather({k: float(v.detach()) for k, v in losses.items()})
+    avg = {k: sum(v[k] for v in values) / len(values) for k in values[0]}
+    grads = {n: p.grad.detach().clone() for n, p in unwrap(trainer.model).named_parameters()
+             if p.grad is not None}
+    if comm.is_main_process():
+        torch.save({"losses": avg, "grads": grads}, out_file)
+    comm.synchronize()  # leave together: a peer closing its connections early aborts gloo
