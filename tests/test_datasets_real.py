@@ -4,6 +4,7 @@ trees in their official layouts (real JPEG files, real names, junk, distractors,
 import logging
 import os
 import pickle
+import shlex
 import shutil
 
 import numpy as np
@@ -13,6 +14,7 @@ from datagen import (make_cifar_pickles, make_duke, make_image_folder, make_imag
                      make_msmt17, write_image)
 from cdnet_reid.config import get_cfg
 from cdnet_reid.data import build_dataset, dataset_task
+from cdnet_reid.data.datasets.cifar import load_cifar_pickle
 from cdnet_reid.data.datasets import (CIFAR100, DATASET_REGISTRY, MSMT17, CustomReID, DatasetLayoutError,
                                       DukeMTMC, ImageNet, Market1501)
 
@@ -238,6 +240,47 @@ def test_cifar100_pickle_errors(tmp_path):
     with pytest.raises(DatasetLayoutError, match="lacks meta"):
         CIFAR100(root=str(tmp_path))
 
+
+class _RunsCommand:
+    """Unpickling this object runs a shell command: what a crafted CIFAR file would do."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_cifar100_crafted_pickle_cannot_run_code(tmp_path):
+    make_cifar_pickles(str(tmp_path), num_classes=4, per_class_train=2, per_class_test=1)
+    marker = tmp_path / "code_ran"
+    payload = pickle.dumps({b"fine_label_names": _RunsCommand(f"touch {shlex.quote(str(marker))}")},
+                           protocol=2)
+    meta = tmp_path / "cifar-100-python" / "meta"
+    meta.write_bytes(payload)
+    with pytest.raises(ValueError, match=r"cannot read .*meta: forbidden global (posix|nt)\.system"):
+        CIFAR100(root=str(tmp_path))
+    assert not marker.exists()
+    pickle.loads(payload)  # the payload is real: plain pickle runs it
+    assert marker.exists()
+    marker.unlink()
+    evil = pickle.dumps([eval, "print"], protocol=2)  # any other global is refused too
+    meta.write_bytes(evil)
+    with pytest.raises(ValueError, match=r"meta: forbidden global (__builtin__|builtins)\.eval"):
+        load_cifar_pickle(str(meta))
+
+
+def test_cifar100_numpy1_pickles_load(tmp_path):
+    """The official archive was written by numpy 1.x (``numpy.core.multiarray._reconstruct``)."""
+    exp = make_cifar_pickles(str(tmp_path), num_classes=4, per_class_train=2, per_class_test=1)
+    path = tmp_path / "cifar-100-python" / "train"
+    data = path.read_bytes()
+    old = data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert old != data and b"numpy._core" not in old
+    path.write_bytes(old)
+    d = load_cifar_pickle(str(path))
+    assert d["fine_labels"] == exp["train"][1] and d["data"].dtype == np.uint8
+    assert np.array_equal(d["data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), exp["train"][0])
 
 def test_cifar100_image_folder(tmp_path):
     classes = ["aquatic_mammals_beaver", "fish_trout", "people_baby"]

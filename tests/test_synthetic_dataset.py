@@ -1,20 +1,26 @@
 """Tests of the built-in ``SyntheticReID`` dataset (generation, layout, caching, learnability)."""
 
+import json
 import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 from cdnet_reid.data.datasets import DATASET_REGISTRY, SyntheticReID
-from cdnet_reid.data.datasets import synthetic
+from cdnet_reid.data.datasets import synthetic, synthetic_cache
 
 SMALL = dict(num_train_ids=6, num_test_ids=8, num_cameras=4, images_per_id=5, query_cams_per_id=2,
              gallery_per_id=5, num_distractors=7, num_junk=3, height=64, width=32, seed=3)
 MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _raw_pid(path):
@@ -170,6 +176,64 @@ def test_concurrent_construction(tmp_path):
     assert (a.train, a.query, a.gallery) == (b.train, b.query, b.gallery)
     assert len(a.train) == SMALL["num_train_ids"] * SMALL["images_per_id"]
     assert os.listdir(tmp_path) == [os.path.basename(a.dataset_dir)]
+
+
+# A generation that is killed (SIGKILL: no clean-up runs) after writing all images, before the marker.
+_KILLED_GENERATION = """
+import json, os, signal, sys
+from cdnet_reid.data.datasets import synthetic, synthetic_cache
+root, args = sys.argv[1], json.loads(sys.argv[2])
+def killed_midway(folder):
+    synthetic.generate_synthetic_reid(folder, **args)
+    os.kill(os.getpid(), signal.SIGKILL)
+synthetic_cache.ensure_generated(root, synthetic._folder_name(args),
+                                 {"version": synthetic.GENERATOR_VERSION, "args": args},
+                                 synthetic.SUBSETS, killed_midway)
+"""
+
+
+def _temps(root):
+    return sorted(e for e in os.listdir(root) if ".tmp-" in e or ".stale-" in e)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kills a process with SIGKILL")
+def test_stale_temporaries_are_removed(tmp_path):
+    """Temporaries of killed generations are removed when the dataset is built; those of a
+    generation still running (a live pid of this host, or another host's recent one) are kept."""
+    root = str(tmp_path)
+    args = dict(synthetic.DEFAULT_ARGS, **SMALL)
+    name, host = synthetic._folder_name(args), synthetic_cache._host()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    killed = subprocess.Popen([sys.executable, "-c", _KILLED_GENERATION, root, json.dumps(args)], env=env,
+                              stderr=subprocess.PIPE, text=True)
+    _, err = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, err
+    (left,) = _temps(root)  # what the killed generation left: its pid is in the name
+    assert left.startswith(f".{name}.tmp-{host}-{killed.pid}-")
+    assert os.listdir(os.path.join(root, left, "query")) and not os.path.exists(os.path.join(root, name))
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        live = f".{name}.tmp-{host}-{running.pid}-0123abcd"
+        foreign_new, foreign_old = f".{name}.tmp-otherhost-1-00000000", f".{name}.stale-otherhost-2-00000000"
+        for entry in (live, foreign_new, foreign_old):
+            os.makedirs(os.path.join(root, entry, "query"))
+        week_ago = time.time() - 7 * 24 * 3600
+        for path in (os.path.join(root, foreign_old, "query"), os.path.join(root, foreign_old)):
+            os.utime(path, (week_ago, week_ago))
+        ds = SyntheticReID(root=root, **SMALL)
+        assert ds.generated and synthetic_cache.is_complete(
+            ds.dataset_dir, {"version": synthetic.GENERATOR_VERSION, "args": args}, synthetic.SUBSETS)
+        assert len(ds.train) == SMALL["num_train_ids"] * SMALL["images_per_id"]
+        assert _temps(root) == sorted([live, foreign_new])
+        # also when the dataset is complete already: a dead owner's temporary goes, a live one stays
+        os.makedirs(os.path.join(root, left))
+        assert not SyntheticReID(root=root, **SMALL).generated
+        assert _temps(root) == sorted([live, foreign_new])
+    finally:
+        running.kill()
+        running.wait()
+    assert synthetic_cache.remove_stale_temps(root, name) == 1  # its owner has ended now
+    assert _temps(root) == [foreign_new]
 
 
 def test_bad_arguments(tmp_path):

@@ -25,35 +25,34 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_cls_train_loader", "build_cls_test_loader"]
 
 
+def _split(cfg, name: str, is_train: bool) -> ImageDataset:
+    """The ``train`` or ``test`` split of classification dataset ``name``, transformed."""
+    ds = build_dataset(cfg, name)
+    if comm.is_main_process():
+        ds.log_summary()
+    items = ds.train if is_train else ds.test
+    if not items:
+        raise ValueError(f"{name} cannot be {'trained on' if is_train else 'evaluated'}: its "
+                         f"{'training' if is_train else 'test'} split is empty")
+    return ImageDataset(items, build_transforms(cfg, is_train=is_train),
+                        on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE,
+                        replace="same_id" if is_train else "placeholder", num_classes=ds.num_classes)
+
+
 def build_cls_train_loader(cfg) -> DataLoader:
     """Infinite shuffled loader over the training split; ``loader.dataset.num_classes`` is the
     number of classes of the dataset."""
     names = list(cfg.DATASETS.NAMES)
     if len(names) != 1:
         raise ValueError(f"classification trains on one dataset, DATASETS.NAMES has {names}")
-    ds = build_dataset(cfg, names[0])
-    if comm.is_main_process():
-        ds.log_summary()
-    if not ds.train:
-        raise ValueError(f"the training split of {names[0]} is empty")
-    dataset = ImageDataset(ds.train, build_transforms(cfg, is_train=True),
-                           on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="same_id",
-                           num_classes=ds.num_classes)
+    dataset = _split(cfg, names[0], is_train=True)
     sampler = TrainingSampler(len(dataset), shuffle=True, seed=cfg.SEED if cfg.SEED >= 0 else None)
     return build_infinite_loader(cfg, dataset, sampler)
 
 
 def build_cls_test_loader(cfg, dataset_name: str) -> DataLoader:
     """Loader over the ``test`` split of ``dataset_name``, sharded over ranks (no padding)."""
-    ds = build_dataset(cfg, dataset_name)
-    if comm.is_main_process():
-        ds.log_summary()
-    if not ds.test:
-        raise ValueError(f"{dataset_name} cannot be evaluated: its test split is empty")
-    dataset = ImageDataset(ds.test, build_transforms(cfg, is_train=False),
-                           on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder",
-                           num_classes=ds.num_classes)
-    return build_inference_loader(cfg, dataset)
+    return build_inference_loader(cfg, _split(cfg, dataset_name, is_train=False))
 
 
 register_task_loaders("classification", train=build_cls_train_loader,

@@ -21,11 +21,24 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 logger = logging.getLogger(__name__)
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as a new 8-bit RGB image.
+
+    16-bit grey images (PIL modes ``I;16*`` and ``I``, e.g. from 16-bit PNGs) keep the high byte of
+    each value (``value >> 8``); PIL's own conversion would clip every value above 255 to white.
+    """
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        high = np.clip(np.asarray(img), 0, 65535).astype(np.uint16) >> 8
+        img = Image.fromarray(high.astype(np.uint8))  # 2-D uint8: mode "L"
+    return img.convert("RGB")
+
+
 def read_image(path: str) -> Image.Image:
-    """Open an image file as RGB; a file that cannot be decoded raises an error naming it."""
+    """Open an image file as RGB (:func:`to_rgb`); a file that cannot be decoded raises an error
+    naming it."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {path}") from None
     except Exception as e:  # PIL raises several types for corrupt files
@@ -61,14 +74,15 @@ BAD_IMAGE_POLICIES = ("fail", "skip")
 
 
 def load_image(src) -> Image.Image:
-    """An item's image as an RGB PIL image: a file path (:func:`read_image`), an ``H x W x 3`` uint8
-    array (e.g. CIFAR kept in memory) or a PIL image."""
+    """An item's image as an RGB PIL image (:func:`to_rgb`): a file path (:func:`read_image`), an
+    ``H x W x 3`` uint8 array (e.g. CIFAR kept in memory; 2-D uint16 arrays are 16-bit grey) or a
+    PIL image."""
     if isinstance(src, (str, os.PathLike)):
         return read_image(os.fspath(src))
     if isinstance(src, np.ndarray):
-        return Image.fromarray(src).convert("RGB")
+        return to_rgb(Image.fromarray(src))
     if isinstance(src, Image.Image):
-        return src.convert("RGB")
+        return to_rgb(src)
     raise TypeError(f"cannot load an image from a {type(src).__name__}")
 
 

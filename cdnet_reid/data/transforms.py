@@ -18,6 +18,8 @@ from PIL import Image
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
 
+from .common import to_rgb
+
 __all__ = ["build_transforms", "ToUint8Tensor", "RandomErasing", "Cutout"]
 
 # ImageNet mean in 0-255 units (the default of MODEL.PIXEL_MEAN).
@@ -29,7 +31,8 @@ Fill = Union[float, Sequence[float]]
 class ToUint8Tensor:
     """PIL image or HWC ``uint8`` array -> ``torch.uint8`` CHW tensor with 0-255 values.
 
-    PIL images that are not RGB are converted to RGB; 2-D arrays become a single channel. A uint8
+    PIL images that are not RGB are converted to RGB (16-bit grey ones correctly, see
+    :func:`~cdnet_reid.data.common.to_rgb`); 2-D arrays become a single channel. A uint8
     tensor that is already CHW is returned unchanged. No scaling or normalisation happens.
     """
 
@@ -40,9 +43,7 @@ class ToUint8Tensor:
                                 f"{img.dtype} with shape {tuple(img.shape)}")
             return img
         if isinstance(img, Image.Image):
-            if img.mode != "RGB":
-                img = img.convert("RGB")
-            arr = np.asarray(img)
+            arr = np.asarray(img if img.mode == "RGB" else to_rgb(img))
         elif isinstance(img, np.ndarray):
             arr = img
         else:

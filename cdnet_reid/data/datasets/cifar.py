@@ -1,5 +1,6 @@
 """CIFAR-100 (Krizhevsky, 2009): the official ``cifar-100-python`` pickles or an ImageFolder tree."""
 
+import codecs
 import logging
 import os
 import pickle
@@ -7,7 +8,12 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from . import DATASET_REGISTRY
+try:
+    from numpy._core.multiarray import _reconstruct  # numpy >= 2
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct
+
+from .registry import DATASET_REGISTRY
 from .bases import ClassificationDataset
 from .layout import DatasetLayoutError, find_dataset_dir, scan_image_folder
 
@@ -16,17 +22,50 @@ logger = logging.getLogger(__name__)
 __all__ = ["CIFAR100", "load_cifar_pickle"]
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 protocol-2 pickles use it for ``bytes``, latin-1 only."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"forbidden global _codecs.encode with encoding {encoding!r}")
+    return codecs.encode(text, "latin1")
+
+
+#: The only globals an official CIFAR file (a dict of byte strings, lists and uint8 numpy arrays)
+#: refers to: numpy's array reconstruction (numpy 1.x and 2.x module names) and, in files re-saved
+#: by Python 3 with protocol 2, ``_codecs.encode`` for byte strings.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: any other global (a function or class that a
+    crafted file would call, e.g. ``os.system``) stops the loading before anything runs."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"forbidden global {module}.{name} (a CIFAR file holds only lists, byte strings, "
+                f"numbers and numpy arrays; this one may try to run code)") from None
+
+
 def load_cifar_pickle(path: str) -> Dict[str, Any]:
     """One file of the official python version, with ``str`` keys.
 
     The files are Python 2 pickles of dicts with byte-string keys (``b"data"``, ``b"fine_labels"``,
-    ``b"fine_label_names"``, ...); they are read with ``encoding="bytes"`` as torchvision does.
-    (Pickles can run code when loaded: only read files from the official archive.)
+    ``b"fine_label_names"``, ...); they are read with ``encoding="bytes"`` as torchvision does, by
+    an unpickler that resolves only numpy's array reconstruction (:data:`_ALLOWED_GLOBALS`), so a
+    crafted file cannot run code: it raises ``ValueError`` naming the file and the global.
     """
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+            d = _CifarUnpickler(f, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
         raise ValueError(f"CIFAR100: cannot read {path}: {e}") from e
     if not isinstance(d, dict):
         raise ValueError(f"CIFAR100: {path} does not hold a dict")

@@ -30,7 +30,7 @@ import logging
 import os
 from typing import Optional, Sequence, Tuple
 
-from . import DATASET_REGISTRY
+from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import (DatasetLayoutError, check_first_exists, first_existing, parse_market_dir,
                      read_list_file)

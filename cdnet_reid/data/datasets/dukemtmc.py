@@ -1,6 +1,6 @@
 """DukeMTMC-reID (Zheng et al., ICCV 2017; the re-ID subset of DukeMTMC)."""
 
-from . import DATASET_REGISTRY
+from .registry import DATASET_REGISTRY
 from .market1501 import MarketStyleDataset
 
 __all__ = ["DukeMTMC"]

@@ -2,7 +2,7 @@
 
 import os
 
-from . import DATASET_REGISTRY
+from .registry import DATASET_REGISTRY
 from .bases import ClassificationDataset
 from .layout import find_dataset_dir, scan_image_folder
 

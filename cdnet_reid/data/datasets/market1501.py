@@ -3,7 +3,7 @@
 import os
 from typing import Optional, Sequence, Tuple
 
-from . import DATASET_REGISTRY
+from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import find_dataset_dir, parse_market_dir
 

@@ -4,7 +4,7 @@ import logging
 import os
 from typing import List, Tuple
 
-from . import DATASET_REGISTRY
+from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import DatasetLayoutError, check_first_exists, find_dataset_dir, first_existing
 
