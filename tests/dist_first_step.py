@@ -19,7 +19,7 @@ def first_step(opts, out_file):
     seed_all_rng(cfg.SEED)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=False)
-    losses = trainer.forward_losses(next(trainer._data_loader_iter))
+    losses = trainer.forward_losses(trainer.next_batch())
     sum(losses.values()).backward()
     values = comm.all_gather({k: float(v.detach()) for k, v in losses.items()})
     avg = {k: sum(v[k] for v in values) / len(values) for k in values[0]}

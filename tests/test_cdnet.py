@@ -1,4 +1,4 @@
-"""CNet / CDNet against the reference figures of spec MODEL_AND_SEARCH §7 and §11."""
+"""CNet / CDNet against the reference figures of the original code (parameter counts, MACs, shapes)."""
 
 import json
 
@@ -68,7 +68,7 @@ def test_variants_without_fusion_and_with_bl_neck():
     assert nparams(m) == 2_396_391 and nparams(m.head) == 648_943
 
 
-def test_per_block_counts_match_spec_7_4(cdnet, cnet):
+def test_per_block_counts_match_the_original(cdnet, cnet):
     assert [nparams(c) for c in cdnet.backbone.cells] == [
         54_544, 109_472, 66_048, 348_336, 141_048, 148_224, 640_576, 229_664]
     assert [nparams(b) for b in cdnet.backbone.cells[3].blocks] == [217_560, 130_776]

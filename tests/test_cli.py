@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tiny import tiny_opts
+from cdnet_reid.utils.checkpoint import read_checkpoint
 
 SCRIPT = str(Path(__file__).resolve().parent / "tiny_train_net.py")
 
@@ -44,6 +46,9 @@ def test_two_gloo_processes_train_and_evaluate(two_process_run):
     assert max(r["iteration"] for r in rows) == 5
     assert (out / "config.yaml").read_text().count("NUM_CLASSES: 12") == 1
     assert (out / "env.txt").exists()
+    # every process's RNG state is stored (dropout draws continue exactly on each rank)
+    states = read_checkpoint(str(out / "model_final.pth"))["rng_states"]
+    assert len(states) == 2 and not torch.equal(states[0]["torch"], states[1]["torch"])
 
 
 def test_eval_only_matches_the_runs_final_evaluation(two_process_run, data_root, tmp_path):

@@ -42,7 +42,7 @@ def test_alpha_gradient_matches_the_closed_form():
     (y * G).sum().backward()
     p = torch.softmax(alpha.detach(), -1)[0]
     g = torch.tensor([(G * x * ops[i].s).sum() if i in (0, 2) else G.sum() for i in range(5)])
-    expected = p * (g - (p * g).sum())  # spec §8.4: dL/da_j = p_j (g_j - sum_i p_i g_i)
+    expected = p * (g - (p * g).sum())  # softmax Jacobian: dL/da_j = p_j (g_j - sum_i p_i g_i)
     assert torch.allclose(alpha.grad[0], expected, atol=1e-4)
     assert alpha.grad[0, 1] != 0 and torch.isclose(alpha.grad[0, 1] / p[1], alpha.grad[0, 3] / p[3])
 
@@ -68,7 +68,7 @@ def test_ties_are_broken_reproducibly_from_the_seed():
     assert len({tuple(s) for s in selected}) > 1  # not the same two ops in every layer
 
 
-def test_supernet_weight_counts_match_spec():
+def test_supernet_weight_counts_match_the_original():
     def count(name):
         cfg = get_cfg()
         cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.HEADS.NUM_CLASSES", "751",
@@ -93,7 +93,7 @@ def test_split_disjoint_and_authors():
     assert per_id(a) == [1, 2, 2, 4, 0]
     assert split_per_identity(pids, 4, "disjoint", seed=0) == (w, a)
     w, a = split_per_identity(pids, 4, "authors", seed=0)
-    assert per_id(a) == [4, 4, 4, 4, 4]  # exactly K per identity (spec §8.5)
+    assert per_id(a) == [4, 4, 4, 4, 4]  # exactly K per identity (the original split)
     assert per_id(w) == [4, 4, 4, 4, 4]  # n<4 -> 4 draws; n=4 keeps all; n=5 -> 4; n=8 -> 4
     ids3 = [i for i in range(len(pids)) if pids[i] == 3]
     assert len(set(a) & set(ids3) & set(w)) == 0  # n=8: r=4 removed, no top-up

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         for tag, mod in impls:
             if mode == "features":
                 res, sec, cpu, mem = timed(
-                    lambda: mod.evaluate_rank_features(
+                    lambda mod=mod: mod.evaluate_rank_features(
                         q, g, q_pids, g_pids, q_cams, g_cams, metric="cosine",
                         max_rank=args.max_rank, chunk_size=args.chunk_size,
                     )
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                 label, extra_note = "evaluate_rank_features (cosine)", "features only"
             else:
                 res, sec, cpu, mem = timed(
-                    lambda: mod.evaluate_rank(
+                    lambda mod=mod, distmat=distmat: mod.evaluate_rank(
                         distmat, q_pids, g_pids, q_cams, g_cams,
                         max_rank=args.max_rank, chunk_size=args.chunk_size,
                     )

@@ -211,7 +211,7 @@ class SimpleTrainer(TrainerBase):
         model.train()
         self.model = model
         self.data_loader = data_loader
-        self._data_loader_iter_obj = None
+        self._iterators: Dict[int, Iterator] = {}
         self.optimizer = optimizer
         self.amp = amp
         self.device = next(model.parameters()).device
@@ -219,16 +219,17 @@ class SimpleTrainer(TrainerBase):
                             else None)
         self.grad_clip = grad_clip
 
-    @property
-    def _data_loader_iter(self):
-        # Created lazily so that a resume can reposition the sampler first.
-        if self._data_loader_iter_obj is None:
-            self._data_loader_iter_obj = iter(self.data_loader)
-        return self._data_loader_iter_obj
+    def next_batch(self, loader=None):
+        """The next batch of ``loader`` (default: the training loader). Its iterator is created
+        at the first call, so that a resume can reposition the loader's stream before."""
+        loader = self.data_loader if loader is None else loader
+        if id(loader) not in self._iterators:
+            self._iterators[id(loader)] = iter(loader)
+        return next(self._iterators[id(loader)])
 
     def run_step(self) -> None:
         start = time.perf_counter()
-        data = next(self._data_loader_iter)
+        data = self.next_batch()
         data_time = time.perf_counter() - start
 
         loss_dict = self.forward_losses(data)

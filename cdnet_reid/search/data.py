@@ -1,5 +1,5 @@
 """Data for the search: every training identity's images split into a weight part and an
-architecture part (spec MODEL_AND_SEARCH §8.5), each fed by an infinite P×K loader."""
+architecture part, each fed by an infinite P×K loader."""
 
 import logging
 from collections import defaultdict
@@ -24,7 +24,7 @@ def split_per_identity(pids: Sequence[int], num_arch: int, mode: str = "disjoint
     * ``"disjoint"``: of an identity's n images, ``min(num_arch, n // 2)`` go to the architecture
       part and the rest to the weight part; no image is in both (an identity with one image is
       only in the weight part).
-    * ``"authors"``: the original split with K = ``num_arch`` (spec §8.5): n < K: both parts get K
+    * ``"authors"``: the original split with K = ``num_arch`` (its sampler of the search data): n < K: both parts get K
       draws with replacement; otherwise r = n mod K (K when 0) images go to the architecture part
       and leave the weight part (unless n == K, when they stay), then K - r more images of the
       weight part are added to the architecture part as well, which therefore overlaps it.

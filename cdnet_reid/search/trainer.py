@@ -40,7 +40,6 @@ class SearchTrainer(DefaultTrainer):
         if cfg.SEARCH.UNROLLED and cfg.SEARCH.MODE != "softmax":
             raise ValueError("SEARCH.UNROLLED (second-order DARTS) needs SEARCH.MODE softmax")
         self.arch_loader = self.build_arch_loader(cfg)
-        self._arch_iter = None
         self.arch_optimizer = self.build_arch_optimizer(cfg, self.supernet)
         self.arch_scheduler = self.build_arch_scheduler(cfg, self.arch_optimizer, self.iters_per_epoch)
         self.checkpointer.add_checkpointable("arch_optimizer", self.arch_optimizer)
@@ -107,16 +106,9 @@ class SearchTrainer(DefaultTrainer):
         self.arch_loader.set_start_iter(self.start_iter)
 
     # ------------------------------------------------------------------ one iteration
-    @property
-    def _arch_data_iter(self):
-        if self._arch_iter is None:
-            self._arch_iter = iter(self.arch_loader)
-        return self._arch_iter
-
     def run_step(self) -> None:
         start = time.perf_counter()
-        data = next(self._data_loader_iter)
-        arch_data = next(self._arch_data_iter)
+        data, arch_data = self.next_batch(), self.next_batch(self.arch_loader)
         data_time = time.perf_counter() - start
 
         # 1. weight step on the weight part (α is not in this optimizer)

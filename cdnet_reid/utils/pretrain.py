@@ -1,4 +1,4 @@
-"""Initialise a model from a pre-trained checkpoint (ImageNet -> re-ID fine-tuning, spec §9.4).
+"""Initialise a model from a pre-trained checkpoint (ImageNet -> re-ID fine-tuning).
 
 :func:`load_pretrained` copies every tensor of the checkpoint whose **name and shape** match a key of
 the model, except classifiers (any key containing ``"classifier"``: their classes are not the
@@ -10,8 +10,8 @@ which a converter is registered with :func:`cdnet_reid.utils.checkpoint.register
 Our ImageNet model uses the global-only neck (``GlobalNeck``: ``head.fcs``) while the re-ID model
 has the FBL neck (``head.global_fcs``, ``head.local_fcs``, ``head.squeeze``). The global branch is
 the same computation, so ``head.fcs.*`` of the checkpoint is offered to ``head.global_fcs.*`` when the
-model has no ``head.fcs``; ``head.squeeze``/``head.local_fcs`` stay freshly initialised (spec §9.4's
-recommendation).
+model has no ``head.fcs``; ``head.squeeze``/``head.local_fcs`` stay freshly initialised (the
+local branch has no ImageNet counterpart).
 """
 
 import logging

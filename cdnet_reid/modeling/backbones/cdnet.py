@@ -1,4 +1,4 @@
-"""CNet and CDNet backbones built from a genotype (spec MODEL_AND_SEARCH §3)."""
+"""CNet and CDNet backbones built from a genotype (CDNet, arXiv 2104.04163, Sec. 3 and Fig. 2)."""
 
 import logging
 from collections import OrderedDict
@@ -20,7 +20,7 @@ def make_divisible(value: float, divisor: int = 4) -> int:
 
 
 class StagedNet(Backbone):
-    """The macro skeleton shared by the final networks and the supernets (spec §2.1, §3.3).
+    """The macro skeleton shared by the final networks and the supernets (the original code's).
 
     Stem, then ``len(stages)`` stages of searchable layers, a DownSample after every stage but
     the last. Stage ``i`` has ``stages[i]`` layers; its first layer maps ``planes[i] ->

@@ -1,6 +1,6 @@
 """The authors' released checkpoints (solicucu/ReID) <-> our module names.
 
-Their files are plain state dicts of ``BaseNet`` (spec MODEL_AND_SEARCH §6): the backbone under
+Their files are plain state dicts of the original ``BaseNet`` module: the backbone under
 ``base.`` (e.g. ``base.cells.4.ops.1.conv1.0.op.2.weight``) and the neck under ``neck.``. Our
 modules mirror their structure, so the mapping is a fixed renaming:
 

@@ -29,7 +29,8 @@ from ...utils.file_io import atomic_write
 FORMAT = "cdnet-reid-genotype"
 VERSION = 1
 
-#: Candidate operations in the order of the architecture logits' columns (spec §2.2, §2.3).
+#: Candidate operations in the order of the architecture logits' columns, as in the original code:
+#: CNet's 6 combined blocks ``[k1, k2]`` and CDNet's 12 combined-depth blocks ``[k1, k2, r]``.
 CANDIDATES: Dict[str, List[Tuple[int, ...]]] = {
     "cdnet": [(3, 5, 1), (3, 7, 1), (5, 7, 1), (3, 5, 2), (3, 7, 2), (5, 7, 2),
               (3, 9, 1), (5, 9, 1), (7, 9, 1), (3, 9, 2), (5, 9, 2), (7, 9, 2)],
@@ -127,10 +128,6 @@ class Genotype:
         rows = [[float(v) for v in r] for r in alphas]
         layers = [table[max(range(len(r)), key=lambda j: (r[j], -j))] for r in rows]
         return cls(space, layers, rows, dict(meta or {}))
-
-    def describe(self) -> List[List[Any]]:
-        """Rows ``[layer, op index, op name, entry]`` for a table."""
-        return [[i, j, op_name(self.space, e), list(e)] for i, (j, e) in enumerate(zip(self.ops, self.layers))]
 
 
 def resolve_genotype_path(name: str, config_dir: Optional[str] = None) -> str:

@@ -1,4 +1,5 @@
-"""Mixed operations of the search space (spec MODEL_AND_SEARCH §8.3-8.4, §9).
+"""Mixed operations of the search space: the paper's top-k sampling with straight-through weights
+(Sec. 3.3 of arXiv 2104.04163) and the DARTS softmax mixture.
 
 Two modes, given one row of architecture logits α per layer:
 

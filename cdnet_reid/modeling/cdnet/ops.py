@@ -1,4 +1,4 @@
-"""Building blocks of CNet and CDNet (spec MODEL_AND_SEARCH §1), shared by the final networks and
+"""Building blocks of CNet and CDNet (Sec. 3.1-3.2 of arXiv 2104.04163), shared by the final networks and
 the search supernets. Every block takes plain integers; none reads the config.
 
 Shapes are N×C×H×W. All convolutions are bias-free except the gate's.

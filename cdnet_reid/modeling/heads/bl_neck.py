@@ -1,4 +1,5 @@
-"""BLNeck: global pooling -> dropout -> [FC-BN-ReLU]* -> classifier (spec §5.3)."""
+"""BLNeck: global pooling -> dropout -> [FC-BN-ReLU]* -> classifier (the paper's BaLance neck without
+the local branch; the neck of its MobileNetV2 baseline)."""
 
 from typing import Dict, List, Sequence
 

@@ -1,4 +1,4 @@
-"""The paper's necks (spec MODEL_AND_SEARCH §5): FBLNeck and its global-only ImageNet variant."""
+"""The paper's necks (CDNet, arXiv 2104.04163, Sec. 3.4): FBLNeck and its global-only ImageNet variant."""
 
 from typing import Dict, Sequence
 
@@ -72,6 +72,6 @@ class FBLNeck(nn.Module):
 
 @HEAD_REGISTRY.register()
 class GlobalNeck(BLNeck):
-    """The global branch of FBLNeck alone (the ImageNet neck, spec §5.2): GAP of the last map ->
+    """The global branch of FBLNeck alone (the ImageNet neck of the original code): GAP of the last map ->
     dropout -> FC block -> classifier. Same computation as :class:`BLNeck`, registered under the
     name the ImageNet config uses."""

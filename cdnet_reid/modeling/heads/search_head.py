@@ -11,7 +11,7 @@ from .bl_neck import BLNeck
 
 @HEAD_REGISTRY.register()
 class SearchHead(BLNeck):
-    """The search head of the original code (spec §8.1): 1×1 conv-BN-ReLU on the last map, then the
+    """The search head of the original code: 1×1 conv-BN-ReLU on the last map, then the
     BL neck (GAP -> dropout -> FC block -> classifier). Training: ``[(logits, feat)]``; eval: the
     pooled feature."""
 
