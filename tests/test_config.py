@@ -52,6 +52,13 @@ def test_wrong_type_names_key_and_file(tmp_path):
         get_cfg().merge_from_file(str(tmp_path / "missing.yml"))
 
 
+def test_default_tree_has_no_version_key():
+    cfg = get_cfg()
+    assert "VERSION" not in cfg
+    with pytest.raises(ConfigError, match="VERSION"):
+        cfg.merge_from_list(["VERSION", "1"])
+
+
 def test_none_valued_keys_accept_numbers():
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.WEIGHT_DECAY_NORM", "0.0"])
