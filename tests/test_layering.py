@@ -1,7 +1,8 @@
 """The package's dependency graph: no import cycle, and dependencies run one way.
 
 Layers, bottom to top: ``config``, ``utils`` -> ``data``, ``modeling``, ``solver``, ``evaluation`` ->
-``engine``, ``export`` -> ``search``. A module may import its own layer's packages or lower ones;
+``engine``, ``export`` -> ``search`` -> ``apps``, ``cli`` (the command-line
+applications). A module may import its own layer's packages or lower ones;
 the engine and the lower layers never name the search or the CDNet building blocks.
 """
 
@@ -12,7 +13,7 @@ from typing import Dict, List, Set
 PKG = Path(__file__).resolve().parents[1] / "cdnet_reid"
 
 LAYER = {"config": 0, "utils": 0, "data": 1, "modeling": 1, "solver": 1, "evaluation": 1,
-         "engine": 2, "export": 2, "search": 3}
+         "engine": 2, "export": 2, "search": 3, "apps": 4, "cli": 4}
 # Within layer 1 the packages are independent of each other, except these edges.
 ALLOWED_SIDEWAYS = {("evaluation", "modeling")}  # predictors/fusion use the model contract
 FORBIDDEN = {"engine", "data", "evaluation", "utils"}, ("cdnet_reid.search", "cdnet_reid.modeling.cdnet")

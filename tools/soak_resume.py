@@ -40,6 +40,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20, help="SIGKILLs before the run may finish")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    p.add_argument("--max-delay", type=float, default=8.0,
+                   help="each run is killed after a uniform random 0.5..MAX_DELAY seconds (start-up "
+                        "included); make the training long enough to outlast the kills")
     p.add_argument("--script", default=str(Path(__file__).resolve().parent / "train_net.py"))
     p.add_argument("--work-dir", default="", help="folder for the two runs (default: a temp folder)")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the training arguments")
@@ -61,7 +64,7 @@ def main(argv=None):
     for kill in range(args.kills):
         proc = _run(args.script, train_args, run_dir, resume=restarts > 0)
         restarts += 1
-        delay = rng.uniform(0.5, duration)
+        delay = rng.uniform(0.5, args.max_delay)
         try:
             code = proc.wait(timeout=delay)
             print(f"kill {kill + 1}: the run ended by itself (status {code}) before {delay:.1f} s")

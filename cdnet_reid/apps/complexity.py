@@ -1,0 +1,53 @@
+"""Parameters and MACs of the model of a config, at its true test input size.
+
+    python tools/complexity.py --config-file configs/Market/cdnet.yml      (or: cdnet-reid complexity ...)
+    python tools/complexity.py --config-file configs/Market/cdnet.yml --max-depth 3 MODEL.HEADS.NUM_CLASSES 751
+
+One MAC is one multiply-add (fvcore counts it as one "flop"; the paper's "FLOPs" are MACs of
+convolutions and linear layers). The model runs in eval mode, so a re-ID model is measured
+computing its embedding (classifiers not run). NUM_CLASSES 0 is replaced by --num-classes.
+"""
+
+import argparse
+from typing import Optional, Sequence
+
+import torch
+from fvcore.nn import flop_count_table
+from tabulate import tabulate
+
+from ..engine.defaults import add_config_arguments, setup_tool_cfg
+from ..modeling import build_model
+from ..utils.complexity import conv_linear_macs, count_parameters, inference_parameters, mac_analysis
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--num-classes", type=int, default=751,
+                   help="classifier size when the config's MODEL.HEADS.NUM_CLASSES is 0 (Market: 751)")
+    p.add_argument("--max-depth", type=int, default=2, help="depth of the per-module table")
+    add_config_arguments(p)
+    args = p.parse_args(argv)
+
+    cfg = setup_tool_cfg(args, freeze=False)
+    cfg.MODEL.DEVICE = "cpu"
+    if cfg.MODEL.HEADS.NUM_CLASSES == 0:
+        cfg.MODEL.HEADS.NUM_CLASSES = args.num_classes
+    model = build_model(cfg)
+    h, w = cfg.INPUT.SIZE_TEST
+    x = torch.rand(1, 3, h, w) * 255
+
+    analysis = mac_analysis(model, x)
+    rows = [["total", f"{count_parameters(model):,}"],
+            ["backbone", f"{count_parameters(model.backbone):,}"],
+            ["head / neck", f"{count_parameters(model.head):,}"],
+            ["inference-only (modules run by eval forward)", f"{inference_parameters(model, x):,}"]]
+    print(f"{cfg.MODEL.BACKBONE.NAME} + {cfg.MODEL.HEADS.NAME}, {cfg.MODEL.HEADS.NUM_CLASSES} classes, "
+          f"input 1x3x{h}x{w}")
+    print(tabulate(rows, headers=["parameters", "count"], tablefmt="pipe"))
+    print()
+    print(tabulate([["conv + linear (the paper's \"FLOPs\")", f"{conv_linear_macs(analysis) / 1e6:.2f}"],
+                    ["all counted ops (incl. BN, pooling)", f"{analysis.total() / 1e6:.2f}"]],
+                   headers=["MACs (millions; 1 MAC = 1 multiply-add)", "M"], tablefmt="pipe"))
+    print()
+    print(flop_count_table(analysis, max_depth=args.max_depth, show_param_shapes=False))

@@ -1,0 +1,54 @@
+"""``cdnet-reid <command> [options] [KEY VALUE ...]``: the console entry point of an installed
+package, the same code as ``tools/*.py``.
+
+    cdnet-reid train --config-file configs/Market/cdnet.yml
+    cdnet-reid eval --config-file configs/Market/cdnet.yml MODEL.WEIGHTS model.pth
+    cdnet-reid complexity --config-file configs/Market/cdnet.yml
+"""
+
+import importlib
+import sys
+import warnings
+from typing import Optional, Sequence
+
+#: command -> (module, function, summary); every function takes ``(argv, prog)``.
+COMMANDS = {
+    "train": ("cdnet_reid.cli", "train", "train (or search, per TRAINER.NAME) from a config"),
+    "eval": ("cdnet_reid.cli", "evaluate", "evaluate MODEL.WEIGHTS on DATASETS.TESTS (train --eval-only)"),
+    "complexity": ("cdnet_reid.apps.complexity", "main", "parameters and MACs of a config's model"),
+}
+
+
+def train(argv: Sequence[str], prog: str):
+    import cdnet_reid.search  # noqa: F401  (registers SearchTrainer)
+    from cdnet_reid.engine import main
+
+    return main(list(argv), prog=prog)
+
+
+def evaluate(argv: Sequence[str], prog: str):
+    return train(["--eval-only", *argv], prog)
+
+
+def _usage() -> str:
+    lines = [__doc__.strip(), "", "commands:"]
+    lines += [f"  {name:<12} {summary}" for name, (_, _, summary) in COMMANDS.items()]
+    return "\n".join(lines + ["", "cdnet-reid <command> --help shows the options of a command."])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"cdnet-reid: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore
+    module, function, _ = COMMANDS[argv[0]]
+    getattr(importlib.import_module(module), function)(argv[1:], f"cdnet-reid {argv[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
