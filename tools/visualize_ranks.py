@@ -44,6 +44,9 @@ def visualize_dataset(cfg, model, name: str, out_dir: str, *, queries=None, wors
     if not isinstance(evaluator, ReidEvaluator):
         print(f"{name}: not a re-ID test set, skipped")
         return []
+    bad = [q for q in queries or [] if not 0 <= q < evaluator.num_query]
+    if bad:  # checked before the (long) inference
+        raise SystemExit(f"{name}: query indices {bad} out of range (0..{evaluator.num_query - 1})")
     results = inference_on_dataset(model, loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
     print_results({name: results})
     data = evaluator.query_gallery(with_paths=True)
@@ -56,9 +59,6 @@ def visualize_dataset(cfg, model, name: str, out_dir: str, *, queries=None, wors
     ap[valid] = all_ap
 
     if queries:
-        bad = [q for q in queries if not 0 <= q < len(qp)]
-        if bad:
-            raise SystemExit(f"{name}: query indices {bad} out of range (0..{len(qp) - 1})")
         chosen = list(queries)
     else:
         order = np.argsort(np.where(valid, ap, np.inf), kind="stable")

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -69,45 +69,48 @@ def read_metrics(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def curve_panels(names) -> Dict[str, List[str]]:
+    """The scalars of a run grouped into panels of one kind and one unit each: ``losses``,
+    ``learning rate``, ``evaluation`` (``<dataset>/<metric>``, in %) and ``α entropy`` (nats, the
+    search's ``alpha_entropy/*``). Timings (``time``, ``data_time``, seconds) are left out: the
+    console and ``metrics.json`` show them. Empty panels are dropped."""
+    timing = {k for k in names if k.rsplit("/", 1)[-1] in ("time", "data_time")}
+    losses = sorted((k for k in names if "loss" in k and k not in timing),
+                    key=lambda k: (k != "total_loss", k))
+    lrs = sorted(k for k in names if k not in timing and (k == "lr" or k.startswith("lr") or k.endswith("/lr")
+                                                            or k.endswith("_lr")))
+    entropy = sorted(k for k in names if k.startswith("alpha_entropy"))
+    taken = timing | set(losses) | set(lrs) | set(entropy)
+    evals = sorted(k for k in names if "/" in k and k not in taken)
+    panels = {"losses": losses, "learning rate": lrs, "evaluation (%)": evals, "α entropy (nats)": entropy}
+    return {title: keys for title, keys in panels.items() if keys}
+
+
 def plot_training_curves(metrics_path: str, out_path: str, *, title: Optional[str] = None) -> str:
-    """A PNG with three panels over the iterations of a run: loss terms, learning rate, and the
-    evaluation metrics (``<dataset>/<metric>`` scalars). Returns ``out_path``."""
+    """A PNG over the iterations of a run with one panel per kind of scalar (:func:`curve_panels`),
+    legends below the panels. Returns ``out_path``."""
     series = read_metrics(metrics_path)
     if not series:
         raise ValueError(f"{metrics_path} holds no metrics")
-    losses = [k for k in series if "loss" in k]
-    losses.sort(key=lambda k: (k != "total_loss", k))
-    lrs = [k for k in series if k == "lr" or k.startswith("lr") or k.endswith("/lr")]
-    evals = [k for k in series if "/" in k and k not in lrs and k not in losses]
-
-    fig = _figure(12, 3.6)
-    axes = fig.subplots(1, 3)
-    for k in losses:
-        its, vals = series[k]
-        axes[0].plot(its, vals, label=k, lw=1.6 if k == "total_loss" else 1.0)
-    axes[0].set_title("losses")
-    if losses and all(series[k][1].min() > 0 for k in losses):
-        axes[0].set_yscale("log")
-    for k in lrs:
-        its, vals = series[k]
-        axes[1].plot(its, vals, label=k)
-    axes[1].set_title("learning rate")
-    if lrs and all(series[k][1].min() > 0 for k in lrs):
-        lo = min(series[k][1].min() for k in lrs)
-        hi = max(series[k][1].max() for k in lrs)
-        if hi / lo > 20:
-            axes[1].set_yscale("log")
-    for k in evals:
-        its, vals = series[k]
-        axes[2].plot(its, vals, marker="o", ms=3, label=k)
-    axes[2].set_title("evaluation")
-    for ax, keys in zip(axes, (losses, lrs, evals)):
+    panels = curve_panels(series) or {"(nothing to draw)": []}
+    fig = _figure(4.2 * len(panels), 4.4)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (name, keys) in zip(axes, panels.items()):
+        for k in keys:
+            its, vals = series[k]
+            ax.plot(its, vals, label=k, lw=1.6 if k == "total_loss" else 1.0,
+                    marker="o" if name.startswith("evaluation") else None, ms=3)
+        values = [series[k][1] for k in keys]
+        if name in ("losses", "learning rate") and values and all(v.min() > 0 for v in values):
+            lo, hi = min(v.min() for v in values), max(v.max() for v in values)
+            if name == "losses" or hi / lo > 20:
+                ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
         if keys:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "(none logged)", ha="center", va="center", transform=ax.transAxes)
+            ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                      ncol=2 if len(keys) > 3 else 1, frameon=False)
     fig.suptitle(title or os.path.dirname(metrics_path) or metrics_path, fontsize=9)
     fig.tight_layout()
     return _save(fig, out_path)
