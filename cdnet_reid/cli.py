@@ -4,6 +4,7 @@ package, the same code as ``tools/*.py``.
     cdnet-reid train --config-file configs/Market/cdnet.yml
     cdnet-reid eval --config-file configs/Market/cdnet.yml MODEL.WEIGHTS model.pth
     cdnet-reid complexity --config-file configs/Market/cdnet.yml
+    cdnet-reid search-gallery --query q/ --gallery g/ --output results.csv MODEL.WEIGHTS model.pth
 """
 
 import importlib
@@ -16,6 +17,8 @@ COMMANDS = {
     "train": ("cdnet_reid.cli", "train", "train (or search, per TRAINER.NAME) from a config"),
     "eval": ("cdnet_reid.cli", "evaluate", "evaluate MODEL.WEIGHTS on DATASETS.TESTS (train --eval-only)"),
     "complexity": ("cdnet_reid.apps.complexity", "main", "parameters and MACs of a config's model"),
+    "search-gallery": ("cdnet_reid.apps.search_gallery", "main",
+                       "rank a gallery folder for every query crop (CSV/JSON, pictures, FAISS)"),
 }
 
 

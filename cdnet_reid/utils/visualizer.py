@@ -143,7 +143,8 @@ def plot_rank_list(query_path: str, query_pid: int, query_camid: int,
                    gallery_camids: Sequence[int], distances: Sequence[float], out_path: str, *,
                    title: str = "", image_size: Tuple[int, int] = (128, 64)) -> str:
     """One row: the query (blue frame) then its ranked gallery matches, each with a green
-    (same identity) or red (other identity) frame, its rank, distance and camera id."""
+    (same identity) or red (other identity) frame, its rank, distance and camera id. Without
+    labels (``query_pid``/``gallery_pids`` None) the frames are grey and only distances shown."""
     k = len(gallery_paths)
     h, w = image_size
     bw = max(2, w // 16)
@@ -154,10 +155,16 @@ def plot_rank_list(query_path: str, query_pid: int, query_camid: int,
     fig = _figure(panel_w * (k + 1) + 0.1, fig_h, dpi=dpi)
     axes = fig.subplots(1, k + 1, squeeze=False)[0]
     axes[0].imshow(_framed(_load_rgb(query_path, image_size), BLUE, bw))
-    axes[0].set_title(f"query\nid {query_pid} cam {query_camid}", fontsize=7, color="#2850dc")
+    labelled = query_pid is not None and gallery_pids is not None
+    axes[0].set_title(f"query\nid {query_pid} cam {query_camid}" if labelled else "query\n",
+                      fontsize=7, color="#2850dc")
     for j in range(k):
-        ok = gallery_pids[j] == query_pid
         img = _load_rgb(gallery_paths[j], image_size)
+        if not labelled:
+            axes[j + 1].imshow(_framed(img, GREY, bw))
+            axes[j + 1].set_title(f"#{j + 1}\nd={distances[j]:.3f}", fontsize=6.5, color="#505050")
+            continue
+        ok = gallery_pids[j] == query_pid
         axes[j + 1].imshow(_framed(img, GREEN if ok else RED, bw))
         axes[j + 1].set_title(f"#{j + 1} d={distances[j]:.3f}\nid {gallery_pids[j]} cam "
                               f"{gallery_camids[j]}", fontsize=6.5,

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["IMG_EXTENSIONS", "MARKET_NAME_RE", "DatasetLayoutError", "is_image_file",
            "find_dataset_dir", "first_existing", "parse_market_dir", "read_list_file",
-           "check_first_exists", "scan_image_folder"]
+           "check_first_exists", "list_image_files", "scan_image_folder"]
 
 #: File extensions treated as images (case-insensitive); anything else in a folder is ignored.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -233,3 +233,28 @@ def scan_image_folder(dir_path: str, *, dataset: str,
             subdirs.sort()
             items += [(os.path.join(folder, f), label) for f in sorted(files) if is_image_file(f)]
     return items, classes
+
+
+def list_image_files(source: str, *, what: str = "--input") -> Tuple[List[str], List[str]]:
+    """``(paths to read, names to record)`` of ``source``: a folder, searched recursively for
+    images (sorted; names relative to the folder), or a text file with one path per line
+    (``#`` comments and blank lines skipped; a relative path that does not exist from the working
+    directory is taken relative to the list file). ``what`` names the option in errors."""
+    if os.path.isdir(source):
+        found = sorted(os.path.join(root, f) for root, _, files in os.walk(source) for f in files
+                       if is_image_file(f))
+        return found, [os.path.relpath(p, source) for p in found]
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"{what} {source}: no such folder or list file")
+    base = os.path.dirname(os.path.abspath(source))
+    paths = []
+    with open(source, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not os.path.isabs(line) and not os.path.exists(line):
+                line = os.path.join(base, line)
+            paths.append(line)
+    return paths, list(paths)
+
