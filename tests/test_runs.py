@@ -328,3 +328,23 @@ def test_the_cli_reports_bad_input_in_one_line(tmp_path, data_root):
     out = proc.stdout.read()
     assert proc.wait(timeout=120) == 2
     assert "error: OUTPUT_DIR" in out and "Traceback" not in out
+
+
+def test_a_run_killed_during_its_final_evaluation_evaluates_on_resume(tiny_run, tmp_path, data_root):
+    _, _, results_full = tiny_run
+    cfg = tiny_cfg(tmp_path, data_root, DETERMINISTIC="True")
+
+    class KillInFinalEval(HookBase):  # placed after the periodic checkpointer, before the evaluation
+        def after_epoch(self):
+            if self.trainer.iter + 1 == self.trainer.max_iter:
+                raise KeyboardInterrupt("killed while evaluating")
+
+    seed_all_rng(cfg.SEED)
+    trainer = DefaultTrainer(cfg)
+    trainer.register_hooks([KillInFinalEval()], before=hooks.EvalHook)
+    trainer.resume_or_load(resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    trainer, results = _train(cfg, resume=True)
+    assert trainer.start_iter == trainer.max_iter and results == results_full

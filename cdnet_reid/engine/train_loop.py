@@ -144,7 +144,7 @@ class TrainerBase:
                     signum = _agreed_signal(stop.get("signum", 0))
                     if signum and self.iter + 1 < max_iter:
                         raise TrainingInterrupted(signum, self.iter + 1, self.on_interrupt())
-                self.iter += 1  # == max_iter: tells hooks that training completed
+                self.iter = max_iter  # tells hooks that training completed
             except TrainingInterrupted:
                 raise
             except Exception:

@@ -328,7 +328,7 @@ class DefaultTrainer(SimpleTrainer):
 
     def train(self):
         """Train from ``start_iter`` to the end; return the last evaluation results."""
-        if self.start_iter >= self.max_iter:
+        if self.start_iter >= self.max_iter and not getattr(self, "_pending_hooks", []):
             logger.info("Training already finished (iteration %d of %d)", self.start_iter, self.max_iter)
             return self._last_eval_results
         super().train(self.start_iter, self.max_iter)
