@@ -41,22 +41,6 @@ def _args(opts, **flags):
     return argparse.Namespace(**{**base, **flags})
 
 
-@pytest.fixture(autouse=True)
-def restore_loggers():
-    """``run_main`` sets up the project's loggers for its OUTPUT_DIR; undo that after each test."""
-    names = ("cdnet_reid", "fvcore")
-    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate,
-                 logging.getLogger(n).level) for n in names}
-    yield
-    for n, (handlers, propagate, level) in saved.items():
-        log = logging.getLogger(n)
-        for h in log.handlers:
-            if h not in handlers:
-                log.removeHandler(h)
-                h.close()
-        log.propagate, log.level = propagate, level
-
-
 @pytest.fixture
 def messages():
     """Log messages of the ``cdnet_reid`` loggers (which stop propagating once a run set them up)."""
