@@ -98,14 +98,10 @@ _C.INPUT.PADDING.ENABLED = True
 _C.INPUT.PADDING.SIZE = 10
 # Random erasing (Zhong et al.): area 2%-40% of the image, aspect 0.3-3.33, filled with PIXEL_MEAN.
 # Off for the paper's configs: the original implementation never erased anything.
-_C.INPUT.REA = CN()
-_C.INPUT.REA.ENABLED = False
-_C.INPUT.REA.PROB = 0.5
+_C.INPUT.REA = CN({"ENABLED": False, "PROB": 0.5})
 # Cutout (DeVries & Taylor) on every training image, a LENGTH x LENGTH square (clipped at the
 # borders) filled with MODEL.PIXEL_MEAN, i.e. zero after normalisation (the CIFAR-100 recipe).
-_C.INPUT.CUTOUT = CN()
-_C.INPUT.CUTOUT.ENABLED = False
-_C.INPUT.CUTOUT.LENGTH = 16
+_C.INPUT.CUTOUT = CN({"ENABLED": False, "LENGTH": 16})
 # RandomResizedCrop to SIZE_TRAIN (area fraction SCALE, aspect ratio w/h RATIO) instead of the exact
 # resize (the ImageNet recipe; combine with PADDING.ENABLED False).
 _C.INPUT.RANDOM_RESIZED_CROP = CN()
