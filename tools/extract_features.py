@@ -41,32 +41,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
+from cdnet_reid.data.datasets.layout import list_image_files  # noqa: E402
 from cdnet_reid.engine import DefaultPredictor  # noqa: E402
 from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
 def list_images(source: str):
     """``(paths to read, paths to record)`` of a folder or a list file (see the docstring)."""
-    if os.path.isdir(source):
-        found = sorted(
-            os.path.join(root, f) for root, _, files in os.walk(source) for f in files
-            if f.lower().endswith(IMAGE_EXTENSIONS))
-        return found, [os.path.relpath(p, source) for p in found]
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"--input {source}: no such folder or list file")
-    base = os.path.dirname(os.path.abspath(source))
-    paths = []
-    with open(source, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not os.path.isabs(line) and not os.path.exists(line):
-                line = os.path.join(base, line)
-            paths.append(line)
-    return paths, list(paths)
+    return list_image_files(source, what="--input")
 
 
 class _Images(Dataset):
