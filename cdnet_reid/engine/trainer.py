@@ -119,9 +119,9 @@ class DefaultTrainer(SimpleTrainer):
         """``build_model(cfg)``, logged; ``stored``: the entries of the checkpoint the model is
         rebuilt for (see ``Backbone.checkpoint_extra``). Override to build another model."""
         model = build_model(cfg, stored=stored)
-        logger.debug("Model:\n%s", model)
         n = sum(p.numel() for p in model.parameters())
-        logger.info("Model parameters: %s", f"{n:,}")
+        parts = ", ".join(f"{name}={type(m).__name__}" for name, m in model.named_children())
+        logger.info("Model: %s(%s), %s parameters", type(model).__name__, parts, f"{n:,}")
         return model
 
     def wrap_model(self, cfg, model: nn.Module) -> nn.Module:
