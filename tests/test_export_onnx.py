@@ -35,6 +35,8 @@ def test_onnx_matches_pytorch_with_dynamic_batch(tmp_path, data_root, flip):
     (inp,), (out,) = proto.graph.input, proto.graph.output
     assert inp.name == "images" and out.name == "embeddings"
     assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"  # dynamic batch axis
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["input_size"] == "32,16" and meta["flip"] == str(int(flip)) and meta["l2_normalize"] == "1"
     worst, per_batch = verify_onnx(module, path, cfg.INPUT.SIZE_TEST, batch_sizes=(1, 5))
     assert set(per_batch) == {1, 5} and worst <= 1e-4
 

@@ -161,6 +161,56 @@ def test_extract_features_cli(tmp_path, data_root, weights):
     np.testing.assert_allclose(z["feats"], feats[[1, 0]], atol=1e-6)
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_onnx_predictor_equals_the_pytorch_predictor(tmp_path, data_root, weights, flip):
+    pytest.importorskip("onnxruntime")
+    from cdnet_reid.engine.predictor import OnnxPredictor
+    from cdnet_reid.export import EmbeddingModel, export_onnx
+
+    cfg = _cfg(tmp_path, data_root, weights, TEST__FLIP__ENABLED=str(flip))
+    torch_predictor = DefaultPredictor(cfg)
+    path = export_onnx(EmbeddingModel.from_config(torch_predictor.model, cfg), str(tmp_path / "m.onnx"),
+                       cfg.INPUT.SIZE_TEST)
+    onnx_predictor = DefaultPredictor(cfg, onnx_path=path)
+    assert isinstance(onnx_predictor, OnnxPredictor) and onnx_predictor.model is None
+    images = _images(tmp_path)
+    ref = torch_predictor(images)
+    torch.testing.assert_close(onnx_predictor(images), ref, atol=1e-4, rtol=0)
+    # the file alone (no config) knows its input size, flip and normalisation
+    alone = OnnxPredictor(path)
+    assert alone.flip == flip and tuple(alone.cfg.INPUT.SIZE_TEST) == (32, 16)
+    torch.testing.assert_close(alone(images), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(alone(images[2]), ref[2:3], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="64x32"):
+        OnnxPredictor(_cfg(tmp_path, data_root, weights, INPUT__SIZE_TEST="[48,24]"),
+                      export_onnx(EmbeddingModel(torch_predictor.model), str(tmp_path / "big.onnx"), (64, 32)))
+    with pytest.raises(TypeError, match="OnnxPredictor"):
+        type("Sub", (DefaultPredictor,), {})(cfg, onnx_path=path)
+
+
+def test_extract_features_with_onnx(tmp_path, data_root, weights):
+    pytest.importorskip("onnxruntime")
+    from cdnet_reid.export import EmbeddingModel, export_onnx
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(2)
+    for i, (h, w) in enumerate([(50, 20), (128, 64), (33, 71)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(crops / f"{i}.png")
+    cfg = _cfg(tmp_path, data_root, weights)
+    predictor = DefaultPredictor(cfg)
+    path = export_onnx(EmbeddingModel.from_config(predictor.model, cfg), str(tmp_path / "m.onnx"),
+                       cfg.INPUT.SIZE_TEST)
+    opts = tiny_opts(tmp_path / "out", data_root)  # no MODEL.WEIGHTS: the .onnx file is all it needs
+    log = _run_tool("extract_features", ["--import-module", str(ROOT / "tests" / "tiny.py"),
+                                         "--onnx", path, "--input", str(crops), "--output",
+                                         str(tmp_path / "f.npz"), "--no-progress", *opts], cwd=tmp_path)
+    assert "3 images -> 32-d features" in log
+    z = np.load(tmp_path / "f.npz")
+    expected = predictor([str(crops / p) for p in z["paths"]])
+    np.testing.assert_allclose(z["feats"], expected.numpy(), atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------
 # pictures
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,34 @@ def test_benchmark_and_search_benchmark_run():
                 "MODEL.BACKBONE.WIDTH_MULT", "0.25", "INPUT.SIZE_TEST", "[64,32]",
                 "INPUT.SIZE_TRAIN", "[64,32]")
     assert re.search(r"\| inference +\| +2 \| 64x32", out) and re.search(r"\| training +\| +8 ", out)
+    assert "this process's allocator: " in out
     out = _tool("benchmark_search.py", "--space", "cnet", "--batch-size", "4", "--size", "32", "16",
                 "--runs", "1")
     assert re.search(r"\| topk", out) and re.search(r"\| softmax", out)
+
+
+def test_benchmark_compare_rows():
+    """--compare: every row of the inference table (allocator variants in their own processes)
+    and the allocator table of training, with CPU time, kernel share and peak memory."""
+    out = _tool("benchmark.py", "--config-file", "configs/Synthetic/cdnet.yml", "--compare", "--no-compile",
+                "--runs", "1", "--iters", "1", "--warmup", "0", "--batch-size", "2", "--train-batch-size", "8",
+                "MODEL.BACKBONE.WIDTH_MULT", "0.25", "INPUT.SIZE_TEST", "[64,32]", "INPUT.SIZE_TRAIN", "[64,32]")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| ") and not line.startswith("| model")
+            and not line.startswith("| mode ")}
+    expected = ["plain (this config)", "fast path: BN folded, channels-last",
+                "fast path: + fused conv epilogues (default)", "onnxruntime fp32 (exported model)",
+                "torchvision mobilenet_v2", "torchvision resnet50",
+                "plain, default allocator (own process)", "plain, big blocks kept in the heap (own process)",
+                "fast path (default), default allocator (own process)",
+                "fast path (default), big blocks kept in the heap (own process)",
+                "training, default allocator (own process)",
+                "training, big blocks kept in the heap (own process)"]
+    for name in expected:
+        assert name in rows, (name, out)
+    assert any(n.startswith("onnxruntime int8 (static QDQ, per-channel") for n in rows)
+    assert rows["plain (this config)"][2] == "1.00x"
+    assert float(rows["plain, default allocator (own process)"][5]) > 100  # peak RSS, MB
+    assert rows["plain (this config)"][5] == "-"
+    assert "plain, default allocator: default (disabled by CDNET_ALLOCATOR=default)" in out
+    assert "plain, big blocks kept in the heap: " in out

@@ -21,6 +21,11 @@ Embeddings are those of ``cdnet_reid.engine.DefaultPredictor``: the test transfo
 averaging with ``TEST.FLIP.ENABLED``, L2-normalised with ``TEST.FEAT_NORM`` (default), batches
 of ``TEST.IMS_PER_BATCH`` read by ``DATALOADER.NUM_WORKERS`` loader processes.
 
+Deployment without the PyTorch model: ``--onnx model.onnx`` runs a file written by
+``tools/export_onnx.py`` (fp32, or int8 with ``--int8``) in onnxruntime instead
+(``cdnet_reid.engine.predictor.OnnxPredictor``; flip averaging and L2 normalisation are those the
+file was exported with, MODEL.WEIGHTS is not read; ``--config-file`` is optional then).
+
 Backbones of projects: add ``--import-module projects/<Name>/<package>`` (repeatable; the
 package's ``add_*_config`` functions are applied before the YAML), e.g.
 
@@ -41,9 +46,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from cdnet_reid.data.datasets.layout import list_image_files  # noqa: E402
 from cdnet_reid.engine import DefaultPredictor  # noqa: E402
 from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
+from cdnet_reid.data.datasets.layout import list_image_files  # noqa: E402
+from cdnet_reid.engine.predictor import OnnxPredictor  # noqa: E402
+
 
 def list_images(source: str):
     """``(paths to read, paths to record)`` of a folder or a list file (see the docstring)."""
@@ -68,6 +75,9 @@ def main(argv=None):
     parser.add_argument("--output", required=True,
                         help="feats.npy (+ feats.paths.txt) or feats.npz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--onnx", default="", metavar="FILE",
+                        help="run this exported .onnx (fp32 or int8) in onnxruntime instead of the "
+                             "PyTorch model")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     cfg = setup_tool_cfg(args)
@@ -75,7 +85,10 @@ def main(argv=None):
     paths, names = list_images(args.input)
     if not paths:
         raise SystemExit(f"no images found in {args.input}")
-    predictor = DefaultPredictor(cfg)
+    if args.onnx:
+        predictor = OnnxPredictor(cfg if args.config_file else None, args.onnx)
+    else:
+        predictor = DefaultPredictor(cfg)
     workers = int(cfg.DATALOADER.NUM_WORKERS)
     loader = DataLoader(_Images(paths, predictor), batch_size=predictor.batch_size,
                         num_workers=workers, shuffle=False)

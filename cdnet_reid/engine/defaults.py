@@ -21,7 +21,7 @@ import torch
 
 from ..config import CfgNode, ConfigError, get_cfg
 from ..utils import comm
-from ..utils.env import collect_env_info, seed_all_rng
+from ..utils.env import collect_env_info, seed_all_rng, setup_cpu_allocator
 from ..utils.file_io import PathManager
 from ..utils.logger import setup_logger
 from ..utils.registry import lookup
@@ -148,13 +148,17 @@ def setup_cfg(args: argparse.Namespace, extra_config: Optional[Callable[[CfgNode
 
 
 def setup_tool_cfg(args: argparse.Namespace, *, freeze: bool = True) -> CfgNode:
-    """:func:`setup_cfg` for the tools, which log to the console only (INFO) and keep no run record."""
+    """:func:`setup_cfg` for the tools, which log to the console only (INFO) and keep no run
+    record; also sets up the CPU allocator (:func:`~cdnet_reid.utils.env.setup_cpu_allocator`)."""
     setup_logger(name="cdnet_reid").setLevel(logging.INFO)
+    setup_cpu_allocator()
     return setup_cfg(args, freeze=freeze)
 
 
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
-    """Logging (console and ``OUTPUT_DIR/log.txt``), the seed and the global torch flags of a run.
+    """Logging (console and ``OUTPUT_DIR/log.txt``), the CPU allocator
+    (:func:`~cdnet_reid.utils.env.setup_cpu_allocator`, before anything big is allocated), the
+    seed and the global torch flags of a run.
 
     The config must not be frozen yet: a drawn seed is written back into ``cfg.SEED``. The run
     record (config.yaml, env.txt) is written later, once the run has been built (:func:`run_main`).
@@ -168,6 +172,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
         setup_logger(output_dir, distributed_rank=rank, name=name)
     log = logging.getLogger("cdnet_reid")
     log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
+    setup_cpu_allocator()
     log.info("Environment info:\n%s", collect_env_info())
     log.info("Command line arguments: %s", args)
     if getattr(args, "config_file", ""):

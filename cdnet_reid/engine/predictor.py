@@ -1,8 +1,9 @@
-"""``DefaultPredictor``: embed person crops with a trained model (feature extraction)."""
+"""``DefaultPredictor``: embed person crops with a trained model (feature extraction); with an
+exported ``.onnx`` file (fp32 or int8) the same API runs onnxruntime (:class:`OnnxPredictor`)."""
 
 import logging
 import os
-from typing import Iterable, Iterator, List, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from ..evaluation.evaluator import embed, inference_context
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DefaultPredictor", "ImageLike"]
+__all__ = ["DefaultPredictor", "ImageLike", "OnnxPredictor"]
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
@@ -40,11 +41,19 @@ class DefaultPredictor:
         feats = predictor(["a.jpg", pil_image, hwc_uint8_array])   # (3, D) float32 CPU tensor
 
     Accepted images: file paths, PIL images, numpy ``HxWx3`` (RGB), ``HxWx4`` (alpha dropped) or
-    ``HxW`` uint8 arrays, and ``3xHxW`` uint8 tensors. To use a faster or exported model,
-    subclass and override :meth:`build_model`.
+    ``HxW`` uint8 arrays, and ``3xHxW`` uint8 tensors. To use a faster model, subclass and
+    override :meth:`build_model`. ``DefaultPredictor(cfg, onnx_path="model.onnx")`` returns an
+    :class:`OnnxPredictor` (same API, no PyTorch model code).
     """
 
-    def __init__(self, cfg):
+    def __new__(cls, cfg=None, onnx_path: Optional[str] = None, **kwargs):
+        if onnx_path is not None and cls is DefaultPredictor:
+            return super().__new__(OnnxPredictor)
+        return super().__new__(cls)
+
+    def __init__(self, cfg, onnx_path: Optional[str] = None):
+        if onnx_path is not None:
+            raise TypeError(f"{type(self).__name__} runs a PyTorch model; use OnnxPredictor for an .onnx file")
         self.cfg = cfg.clone()
         self.model = self.build_model(self.cfg)
         self.model.eval()
@@ -93,6 +102,85 @@ class DefaultPredictor:
             images = [images]
         parts = list(self.iter_batches(images))
         return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+
+class OnnxPredictor(DefaultPredictor):
+    """:class:`DefaultPredictor`'s API on an exported ``.onnx`` file (fp32 or int8), run by
+    onnxruntime: no PyTorch model is built and no checkpoint is read.
+
+    The graph already holds what the evaluator computes after resizing (pixel normalisation,
+    the flip average and the L2 normalisation it was exported with, see
+    :mod:`cdnet_reid.export.onnx`); its metadata gives the input size. ``cfg`` (optional) gives
+    the test transform (``INPUT.SIZE_TEST`` must equal the file's input size), the batch size
+    (``TEST.IMS_PER_BATCH``) and ``TEST.FEAT_NORM`` (applied when the graph does not
+    normalise). ``threads``: onnxruntime intra-op threads (0 = ``torch.get_num_threads()``);
+    ``providers``: onnxruntime execution providers (default: CPU).
+
+    Example::
+
+        predictor = OnnxPredictor("model_int8.onnx")      # or DefaultPredictor(cfg, onnx_path=...)
+        feats = predictor(["a.jpg", "b.jpg"])               # (2, D) float32 CPU tensor
+    """
+
+    def __init__(self, cfg=None, onnx_path: Optional[str] = None, *, threads: int = 0,
+                 providers: Optional[Sequence[str]] = None):
+        if onnx_path is None and isinstance(cfg, (str, os.PathLike)):  # OnnxPredictor("m.onnx")
+            cfg, onnx_path = None, cfg
+        if onnx_path is None:
+            raise TypeError("OnnxPredictor needs onnx_path")
+        import onnxruntime as ort
+
+        from ..config import get_cfg
+
+        self.onnx_path = str(onnx_path)
+        if not os.path.isfile(self.onnx_path):
+            raise FileNotFoundError(f"--onnx {self.onnx_path}: no such file")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads) or torch.get_num_threads()
+        self.session = ort.InferenceSession(self.onnx_path, opts,
+                                            providers=list(providers or ["CPUExecutionProvider"]))
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        inp = self.session.get_inputs()[0]
+        self.input_name, self.output_name = inp.name, self.session.get_outputs()[0].name
+        size = _onnx_input_size(self.metadata, inp.shape)
+        if cfg is None:
+            cfg = get_cfg()
+            if size is None:
+                raise ValueError(f"{self.onnx_path} records no input size: pass a cfg with INPUT.SIZE_TEST")
+            cfg.INPUT.SIZE_TEST = list(size)
+            cfg.INPUT.RESIZE_SHORT_TEST = 0
+        elif size is not None and tuple(int(s) for s in cfg.INPUT.SIZE_TEST) != size:
+            raise ValueError(f"{self.onnx_path} takes {size[0]}x{size[1]} images but INPUT.SIZE_TEST "
+                             f"is {list(cfg.INPUT.SIZE_TEST)}: export again with --size or fix the config")
+        self.cfg = cfg.clone()
+        self.model = None
+        self.transform = build_transforms(self.cfg, is_train=False)
+        self.batch_size = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
+        self.flip = self.metadata.get("flip") == "1"
+        if bool(self.cfg.TEST.FLIP.ENABLED) != self.flip and "flip" in self.metadata:
+            logger.warning("%s was exported with flip averaging %s, TEST.FLIP.ENABLED is %s: the "
+                           "file's setting is used", self.onnx_path, "on" if self.flip else "off",
+                           self.cfg.TEST.FLIP.ENABLED)
+        self.feat_norm = bool(self.cfg.TEST.FEAT_NORM) and self.metadata.get("l2_normalize") != "1"
+        logger.info("OnnxPredictor: %s (%s), input N x 3 x %s", self.onnx_path,
+                    self.metadata.get("quantization", "fp32"), "x".join(map(str, size or ("?", "?"))))
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """A preprocessed ``N x 3 x H x W`` batch -> ``N x D`` float32 CPU embeddings."""
+        x = batch.detach().cpu().float().numpy()
+        out = torch.from_numpy(self.session.run([self.output_name], {self.input_name: x})[0]).float()
+        if self.feat_norm:
+            out = F.normalize(out, dim=1)
+        return out
+
+
+def _onnx_input_size(metadata: dict, shape) -> Optional[Tuple[int, int]]:
+    if metadata.get("input_size"):
+        h, w = metadata["input_size"].split(",")
+        return int(h), int(w)
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
+        return int(shape[2]), int(shape[3])
+    return None
 
 
 def _is_single_image(x) -> bool:

@@ -8,7 +8,9 @@ from a resized batch:
 * inside: the model's own pixel normalisation (``MODEL.PIXEL_MEAN/STD``), the eval forward,
   optionally the flip average (``TEST.FLIP.ENABLED``) and the L2 normalisation
   (``TEST.FEAT_NORM``);
-* output ``embeddings``: float32 ``N x D``.
+* output ``embeddings``: float32 ``N x D``;
+* metadata (``metadata_props``): ``input_size`` ("H,W"), ``flip`` and ``l2_normalize``
+  ("0"/"1") of an :class:`EmbeddingModel`, read back by ``OnnxPredictor``.
 
 Uses the TorchScript-based exporter (``dynamo=False``: no onnxscript dependency), opset 17 by
 default; ``onnx`` and ``onnxruntime`` are imported lazily.
@@ -16,7 +18,7 @@ default; ``onnx`` and ``onnxruntime`` are imported lazily.
 
 import logging
 import warnings
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -49,9 +51,10 @@ class EmbeddingModel(nn.Module):
 
 
 def export_onnx(module: nn.Module, path: str, input_size: Sequence[int], *, opset: int = 17,
-                example_batch: int = 2) -> str:
+                example_batch: int = 2, metadata: Optional[Dict[str, str]] = None) -> str:
     """Export ``module`` (e.g. an :class:`EmbeddingModel`) to ``path`` with a dynamic batch
-    axis; ``input_size`` is ``(H, W)``. Returns ``path``."""
+    axis; ``input_size`` is ``(H, W)``. The file's metadata records the input size (and, for an
+    :class:`EmbeddingModel`, its flip and L2 settings), plus ``metadata``. Returns ``path``."""
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     module = module.eval().cpu()
@@ -65,7 +68,16 @@ def export_onnx(module: nn.Module, path: str, input_size: Sequence[int], *, opse
                           do_constant_folding=True)
     import onnx
 
-    onnx.checker.check_model(onnx.load(path))
+    proto = onnx.load(path)
+    meta = {"input_size": f"{h},{w}", "producer": "cdnet_reid.export"}
+    if isinstance(module, EmbeddingModel):
+        meta.update(flip=str(int(module.flip)), l2_normalize=str(int(module.l2_normalize)))
+    meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
     logger.info("Exported ONNX model to %s (opset %d, input N x 3 x %d x %d)", path, opset, h, w)
     return path
 
