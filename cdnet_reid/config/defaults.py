@@ -16,7 +16,12 @@ _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"
 # Name in META_ARCH_REGISTRY.
 _C.MODEL.META_ARCHITECTURE = "Baseline"
-# Checkpoint whose weights are loaded (weights only; shape mismatches are skipped and reported).
+# Store the model's 4-D weights channels-last (NHWC): convolutions then produce NHWC activations,
+# which oneDNN (CPU) and cuDNN run faster for CDNet's depthwise-heavy blocks (CPU training at
+# 96x48: 1.4x). The computed values are the same up to float rounding.
+_C.MODEL.CHANNELS_LAST = True
+# Checkpoint whose weights are loaded (weights only). Every tensor of the model must be set by it
+# (only classifier tensors of another size are skipped): anything else is an error naming the keys.
 # Ignored by --resume, which restores the last checkpoint of OUTPUT_DIR instead.
 _C.MODEL.WEIGHTS = ""
 # ImageNet (or any) checkpoint used to initialise a fresh run: every key whose name and shape

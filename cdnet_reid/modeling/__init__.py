@@ -19,13 +19,17 @@ logger = logging.getLogger(__name__)
 
 
 def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
-    """The model of ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE``; weights not loaded.
+    """The model of ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE`` (channels-last weights
+    with ``MODEL.CHANNELS_LAST``); weights not loaded.
 
     ``stored``: the entries of a checkpoint the model is rebuilt for, so that components whose
     structure the checkpoint records (``checkpoint_extra()``) are built as they were trained."""
     cls = lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
-    model = cls(**from_config_kwargs(cls, cfg, stored=stored))
-    return model.to(resolve_device(cfg.MODEL.DEVICE))
+    model = cls(**from_config_kwargs(cls, cfg, stored=stored)).to(resolve_device(cfg.MODEL.DEVICE))
+    if cfg.MODEL.CHANNELS_LAST:
+        # NHWC weights are enough: a convolution with NHWC weights writes NHWC outputs
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 __all__ = ["GlobalBatchNorm", "convert_sync_batchnorm", "BACKBONE_REGISTRY", "HEAD_REGISTRY",
