@@ -4,6 +4,9 @@ package, the same code as ``tools/*.py``.
     cdnet-reid train --config-file configs/Market/cdnet.yml
     cdnet-reid eval --config-file configs/Market/cdnet.yml MODEL.WEIGHTS model.pth
     cdnet-reid complexity --config-file configs/Market/cdnet.yml
+    cdnet-reid benchmark --config-file configs/Market/cdnet.yml --compare
+    cdnet-reid extract --input crops/ --output feats.npy MODEL.WEIGHTS model.pth
+    cdnet-reid export --output model.onnx MODEL.WEIGHTS model.pth
     cdnet-reid search-gallery --query q/ --gallery g/ --output results.csv MODEL.WEIGHTS model.pth
 """
 
@@ -17,6 +20,12 @@ COMMANDS = {
     "train": ("cdnet_reid.cli", "train", "train (or search, per TRAINER.NAME) from a config"),
     "eval": ("cdnet_reid.cli", "evaluate", "evaluate MODEL.WEIGHTS on DATASETS.TESTS (train --eval-only)"),
     "complexity": ("cdnet_reid.apps.complexity", "main", "parameters and MACs of a config's model"),
+    "benchmark": ("cdnet_reid.apps.benchmark", "main",
+                  "inference / training images/s of a config's model (--compare: fast paths, ONNX)"),
+    "extract": ("cdnet_reid.apps.extract", "main",
+                "embed a folder or list of crops into .npy / .npz / .csv features"),
+    "export": ("cdnet_reid.apps.export", "main",
+               "export the model to ONNX (fp32, --int8) and check it in onnxruntime"),
     "search-gallery": ("cdnet_reid.apps.search_gallery", "main",
                        "rank a gallery folder for every query crop (CSV/JSON, pictures, FAISS)"),
 }
@@ -35,7 +44,7 @@ def evaluate(argv: Sequence[str], prog: str):
 
 def _usage() -> str:
     lines = [__doc__.strip(), "", "commands:"]
-    lines += [f"  {name:<12} {summary}" for name, (_, _, summary) in COMMANDS.items()]
+    lines += [f"  {name:<15} {summary}" for name, (_, _, summary) in COMMANDS.items()]
     return "\n".join(lines + ["", "cdnet-reid <command> --help shows the options of a command."])
 
 

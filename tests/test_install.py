@@ -46,7 +46,9 @@ def test_the_wheel_ships_the_genotypes_and_the_command(installed):
                 "print(cdnet_reid.__file__); print(c.load_genotype('cdnet_top2').layers)"], elsewhere, env)
     assert str(ROOT) not in out.splitlines()[0] and "site-packages" in out.splitlines()[0]
     assert "[3, 5, 1]" in out or "(3, 5, 1)" in out
-    assert "complexity" in _run([str(command), "--help"], elsewhere, env)
+    usage = _run([str(command), "--help"], elsewhere, env)
+    assert all(c in usage for c in ("complexity", "benchmark", "extract", "export", "search-gallery"))
+    assert "usage: cdnet-reid extract" in _run([str(command), "extract", "--help"], elsewhere, env)
 
 
 def test_train_and_extract_features_from_another_folder(installed, data_root):

@@ -9,7 +9,9 @@
 path per line. ``--output results.csv`` writes ``results.csv`` (``query, rank, gallery,
 distance``) and ``results.json`` (per query, the ranked matches). Distances are cosine distances
 ``1 - cos`` of the L2-normalised embeddings (``TEST.FLIP.ENABLED`` averages each crop with its
-mirror image). No identity labels are needed; when every file name follows Market-1501 naming
+mirror image). Unreadable crops follow ``DATALOADER.ON_BAD_IMAGE`` as in ``cdnet-reid extract``:
+``fail`` (default) stops with an error naming the file, ``skip`` leaves them out (and names them).
+No identity labels are needed; when every file name follows Market-1501 naming
 (``<pid>_c<camera>...``), ``--visualize`` colours matches green / red by identity, else grey.
 
 ``--gallery-cache feats.npz`` stores the gallery embeddings with a fingerprint of the model and of
@@ -34,6 +36,7 @@ from ..data.datasets.layout import MARKET_NAME_RE, list_image_files
 from ..engine.defaults import add_config_arguments, setup_tool_cfg
 from ..engine.predictor import DefaultPredictor
 from ..evaluation.rerank import k_reciprocal_rerank
+from .extract import embed_files, skipped_summary
 
 logger = logging.getLogger(__name__)
 
@@ -110,33 +113,44 @@ def _fingerprint(cfg, paths: Sequence[str]) -> str:
         st = os.stat(weights)
         h.update(f"{os.path.abspath(weights)}:{st.st_size}:{st.st_mtime_ns}".encode())
     for p in paths:
-        st = os.stat(p)
+        try:
+            st = os.stat(p)
+        except OSError:  # a listed file that is missing: DATALOADER.ON_BAD_IMAGE decides
+            h.update(f"{os.path.abspath(p)}:missing".encode())
+            continue
         h.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()
 
 
-def embed(predictor: DefaultPredictor, paths: Sequence[str]) -> np.ndarray:
-    """L2-normalised float32 embeddings of ``paths`` (N x D)."""
-    feats = predictor(list(paths)).float()
-    return torch.nn.functional.normalize(feats, dim=1).numpy()
+def embed(predictor: DefaultPredictor, paths: Sequence[str]) -> Tuple[np.ndarray, List[str]]:
+    """``(embeddings, paths embedded)``: the L2-normalised float32 embeddings (K x D) of the
+    readable images of ``paths`` and those K paths. Unreadable images stop the run or are left
+    out by the predictor's ``DATALOADER.ON_BAD_IMAGE``, as in feature extraction
+    (:func:`~cdnet_reid.apps.extract.embed_files`)."""
+    feats, kept, _ = embed_files(predictor, paths)
+    feats = torch.nn.functional.normalize(torch.from_numpy(feats), dim=1).numpy()
+    return feats, [paths[i] for i in kept]
 
 
-def gallery_features(cfg, predictor, paths: Sequence[str], cache: str = "") -> np.ndarray:
-    """The gallery embeddings, from ``cache`` when it holds these files embedded by this model."""
+def gallery_features(cfg, predictor, paths: Sequence[str], cache: str = ""
+                     ) -> Tuple[np.ndarray, List[str]]:
+    """``(embeddings, paths embedded)`` of the gallery (see :func:`embed`), from ``cache`` when it
+    holds these files embedded by this model under this config (bad-image policy included)."""
     key = _fingerprint(cfg, paths)
     if cache and os.path.exists(cache):
         with np.load(cache, allow_pickle=False) as data:
-            if str(data["fingerprint"]) == key and list(data["paths"]) == list(paths):
-                logger.info("Gallery embeddings of %d images read from %s", len(paths), cache)
-                return data["features"]
+            kept = [str(p) for p in data["paths"]]
+            if str(data["fingerprint"]) == key and set(kept) <= set(paths):
+                logger.info("Gallery embeddings of %d images read from %s", len(kept), cache)
+                return data["features"], kept
         logger.info("%s was made for another model or gallery; embedding the gallery again", cache)
-    feats = embed(predictor, paths)
+    feats, kept = embed(predictor, paths)
     if cache:
         folder = os.path.dirname(os.path.abspath(cache))
         os.makedirs(folder, exist_ok=True)
-        np.savez(cache, features=feats, paths=np.array(paths), fingerprint=np.array(key))
+        np.savez(cache, features=feats, paths=np.array(kept), fingerprint=np.array(key))
         logger.info("Gallery embeddings written to %s", cache)
-    return feats
+    return feats, kept
 
 
 # -------------------------------------------------------------------------------------- output
@@ -186,6 +200,12 @@ def visualize(folder: str, q_paths, g_paths, dist, idx) -> List[str]:
     return written
 
 
+def _left_out(paths: Sequence[str], kept: Sequence[str]) -> List[str]:
+    """The ``paths`` not in ``kept`` (unreadable images skipped), in order."""
+    kept = set(kept)
+    return [p for p in paths if p not in kept]
+
+
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,8 +236,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
         raise SystemExit(f"no images found: {len(q_paths)} queries in {args.query}, "
                          f"{len(g_paths)} gallery images in {args.gallery}")
     predictor = DefaultPredictor(cfg)
-    g_feats = gallery_features(cfg, predictor, g_paths, args.gallery_cache)
-    q_feats = embed(predictor, q_paths)
+    g_feats, g_kept = gallery_features(cfg, predictor, g_paths, args.gallery_cache)
+    q_feats, q_kept = embed(predictor, q_paths)
+    skipped = _left_out(q_paths, q_kept) + _left_out(g_paths, g_kept)
+    q_paths, g_paths = q_kept, g_kept
     rr = cfg.TEST.RERANK
     dist, idx = search(q_feats, g_feats, args.topk, index=args.index,
                        rerank=(rr.K1, rr.K2, rr.LAMBDA) if args.rerank else None,
@@ -225,5 +247,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     written = write_results(args.output, q_paths, g_paths, dist, idx)
     if args.visualize:
         written += visualize(args.visualize, q_paths, g_paths, dist, idx)
+    if skipped:
+        print(skipped_summary(skipped))
     print(f"{len(q_paths)} queries x {len(g_paths)} gallery images, top {idx.shape[1]} "
           f"({args.index}{', re-ranked' if args.rerank else ''}); wrote:\n" + "\n".join(written))

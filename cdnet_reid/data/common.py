@@ -177,7 +177,7 @@ class ImageDataset(Dataset):
         count = self.num_skipped
         if self.replace == "placeholder":
             if first:
-                logger.warning("Cannot read image %s (%s): left out of the evaluation "
+                logger.warning("Cannot read image %s (%s): left out (a placeholder marked invalid) "
                                "(DATALOADER.ON_BAD_IMAGE=skip); %d sample(s) skipped so far",
                                name, err, count)
             return Image.new("RGB", (64, 128)), index

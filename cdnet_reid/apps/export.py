@@ -1,0 +1,181 @@
+"""Export a trained model to ONNX (fp32, optionally also int8) and check it with onnxruntime.
+
+    python tools/export_onnx.py --config-file logs/run/config.yaml --output model.onnx \\
+        MODEL.WEIGHTS logs/run/model_final.pth
+    # + a statically quantised int8 model, calibrated on real crops, evaluated side by side:
+    python tools/export_onnx.py --config-file configs/Synthetic/cdnet.yml --output cdnet.onnx \\
+        --int8 --calibration datasets/SyntheticReID/bounding_box_train \\
+        MODEL.WEIGHTS logs/synthetic/cdnet/model_final.pth
+    cdnet-reid export ...                                  (the same, from an installed package)
+
+The graph takes ``images``: float32 N x 3 x H x W RGB pixels in 0-255 (H x W = INPUT.SIZE_TEST,
+or --size), with a dynamic batch axis, and returns ``embeddings``: N x D, with the model's pixel
+normalisation inside, the flip average if TEST.FLIP.ENABLED and L2-normalised if TEST.FEAT_NORM
+-- the embeddings the evaluator ranks (``cdnet_reid.export.onnx``). After exporting, it runs
+onnxruntime and PyTorch on random images of batch sizes 1, 3 and 8 and fails if the max abs
+difference of the L2-normalised outputs exceeds --tolerance (1e-4).
+
+``--int8`` also writes ``<output>_int8.onnx`` (or ``--int8-output``): onnxruntime static
+quantization in QDQ format, int8 weights with one scale per output channel, uint8 activations
+whose ranges are calibrated on ``--calibration`` (a folder of crops, e.g. the training images,
+or a text file listing them; ``--calibration-images`` of them, evenly spaced, resized by the test
+transform). It then evaluates the fp32 and the int8 file in onnxruntime on every DATASETS.TESTS
+set (``--no-eval`` skips it) and times both on a batch of ``--bench-batch`` images, round-robin,
+printing one table: Rank-1, mAP and images/s of each. Run either file with
+``tools/extract_features.py --onnx`` or ``cdnet_reid.engine.predictor.OnnxPredictor``.
+
+Projects' backbones: ``--import-module projects/<Name>/<package>``. Without MODEL.WEIGHTS the
+model is randomly initialised (with a warning), which is enough to check exportability.
+"""
+
+import argparse
+import os
+import statistics
+import time
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..engine.defaults import add_config_arguments, setup_tool_cfg
+from ..engine.predictor import DefaultPredictor
+from ..export import EmbeddingModel, export_onnx, verify_onnx
+
+
+class OnnxModule(nn.Module):
+    """An :class:`~cdnet_reid.engine.predictor.OnnxPredictor` behind ``nn.Module``'s call, so the
+    evaluation loop (``inference_on_dataset``) can run it."""
+
+    def __init__(self, predictor):
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.predictor.embed(images)
+
+
+def evaluate_onnx(cfg, predictors: dict) -> dict:
+    """``{name: {dataset: results}}`` of each OnnxPredictor on every ``DATASETS.TESTS`` set."""
+    from ..engine import DefaultTrainer
+    from ..evaluation import inference_on_dataset
+
+    out = {name: {} for name in predictors}
+    for dataset in cfg.DATASETS.TESTS:
+        loader, evaluator = DefaultTrainer.build_evaluator(cfg, dataset)
+        for name, predictor in predictors.items():
+            # flip averaging, if any, is inside the graph
+            out[name][dataset] = dict(inference_on_dataset(OnnxModule(predictor), loader, evaluator))
+    return out
+
+
+def time_predictors(predictors: dict, size, batch: int, runs: int) -> dict:
+    """Median images/s of each predictor's ``embed`` on one random batch, round-robin."""
+    x = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for p in predictors.values():
+        p.embed(x)  # warm-up
+    rates = {name: [] for name in predictors}
+    for _ in range(runs):
+        for name, p in predictors.items():
+            t0 = time.perf_counter()
+            p.embed(x)
+            rates[name].append(batch / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="input height and width (default: INPUT.SIZE_TEST)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="max abs difference allowed after L2 normalisation (default 1e-4)")
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+    q = parser.add_argument_group("int8 (static quantization)")
+    q.add_argument("--int8", action="store_true", help="also write a statically quantised int8 model")
+    q.add_argument("--int8-output", default="", help="its path (default: <output>_int8.onnx)")
+    q.add_argument("--calibration", default="", metavar="FOLDER_OR_LIST",
+                   help="real crops for the activation ranges: a folder or a text file of paths")
+    q.add_argument("--calibration-images", type=int, default=256,
+                   help="how many of them (evenly spaced; 0 = all; default 256)")
+    q.add_argument("--calibrate-method", default="MinMax", choices=["MinMax", "Percentile", "Entropy"])
+    q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+    q.add_argument("--no-eval", action="store_true", help="skip the fp32 / int8 evaluation")
+    q.add_argument("--bench-batch", type=int, default=32, help="batch of the images/s timing (0: skip)")
+    q.add_argument("--bench-runs", type=int, default=5)
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.int8 and not args.calibration:
+        parser.error("--int8 needs --calibration <folder or list of crops>")
+    cfg = setup_tool_cfg(args)
+    model = DefaultPredictor.build_model(cfg).cpu().eval()
+    module = EmbeddingModel.from_config(model, cfg)
+    size = args.size or list(cfg.INPUT.SIZE_TEST)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    export_onnx(module, args.output, size, opset=args.opset)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 2 ** 20:.1f} MB), input "
+          f"N x 3 x {size[0]} x {size[1]} float32 0-255, output N x D embeddings")
+    if not args.no_check:
+        worst, per_batch = verify_onnx(module, args.output, size)
+        print("onnxruntime vs PyTorch, max |diff| after L2 normalisation: " + ", ".join(
+            f"batch {n}: {d:.2e}" for n, d in per_batch.items()))
+        if worst > args.tolerance:
+            raise SystemExit(f"ONNX check failed: max |diff| {worst:.3e} > {args.tolerance}")
+    if args.int8:
+        export_int8(args, cfg, size)
+
+
+def export_int8(args, cfg, size):
+    from tabulate import tabulate
+
+    from ..data.datasets.layout import list_image_files
+    from ..data.transforms import build_transforms
+    from ..engine.predictor import OnnxPredictor
+    from ..export import ImageCalibrationReader, quantize_onnx
+
+    try:
+        images, _ = list_image_files(args.calibration, what="--calibration")
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
+    if not images:
+        raise SystemExit(f"--calibration {args.calibration}: no images found")
+    size_cfg = cfg.clone()
+    size_cfg.defrost()
+    size_cfg.INPUT.SIZE_TEST = list(size)
+    reader = ImageCalibrationReader(images, size, transform=build_transforms(size_cfg, is_train=False),
+                                    max_images=args.calibration_images)
+    out = args.int8_output or os.path.splitext(args.output)[0] + "_int8.onnx"
+    t0 = time.perf_counter()
+    quantize_onnx(args.output, out, reader, per_channel=not args.per_tensor,
+                  calibrate_method=args.calibrate_method)
+    print(f"wrote {out} ({os.path.getsize(out) / 2 ** 20:.1f} MB): int8 static QDQ, weights "
+          f"per-{'tensor' if args.per_tensor else 'channel'}, {args.calibrate_method} calibration on "
+          f"{len(reader)} images of {args.calibration} ({time.perf_counter() - t0:.0f} s)")
+    predictors = {"fp32 (onnxruntime)": OnnxPredictor(size_cfg, args.output),
+                  "int8 (onnxruntime)": OnnxPredictor(size_cfg, out)}
+    results = {} if args.no_eval or not cfg.DATASETS.TESTS else evaluate_onnx(size_cfg, predictors)
+    speed = (time_predictors(predictors, size, args.bench_batch, args.bench_runs)
+             if args.bench_batch > 0 else {})
+    rows = []
+    for name in predictors:
+        row = [name]
+        for dataset in cfg.DATASETS.TESTS if results else ():
+            r = results[name][dataset]
+            row += [f"{r['Rank-1']:.2f}", f"{r['mAP']:.2f}"]
+        if speed:
+            base = speed["fp32 (onnxruntime)"]
+            row += [f"{speed[name]:.1f}", f"{speed[name] / base:.2f}x"]
+        rows.append(row)
+    headers = ["model"]
+    for dataset in cfg.DATASETS.TESTS if results else ():
+        headers += [f"{dataset} Rank-1", f"{dataset} mAP"]
+    if speed:
+        headers += [f"images/s (batch {args.bench_batch}, {torch.get_num_threads()} threads)", "vs fp32"]
+    print(tabulate(rows, headers=headers, tablefmt="pipe"))
+    if not cfg.MODEL.WEIGHTS and results:
+        print("(MODEL.WEIGHTS is empty: these are the figures of a randomly initialised model)")
+
+
+if __name__ == "__main__":
+    main()
