@@ -42,18 +42,20 @@ def test_benchmark_compare_rows():
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| ") and not line.startswith("| model")
             and not line.startswith("| mode ")}
-    expected = ["plain (this config)", "fast path: BN folded, channels-last",
+    expected = ["plain, contiguous weights (MODEL.CHANNELS_LAST False)", "plain (this config)",
+                "fast path: BN folded, channels-last",
                 "fast path: + fused conv epilogues (default)", "onnxruntime fp32 (exported model)",
                 "torchvision mobilenet_v2", "torchvision resnet50",
                 "plain, default allocator (own process)", "plain, big blocks kept in the heap (own process)",
                 "fast path (default), default allocator (own process)",
                 "fast path (default), big blocks kept in the heap (own process)",
                 "training, default allocator (own process)",
-                "training, big blocks kept in the heap (own process)"]
+                "training, big blocks kept in the heap (own process)",
+                "training, contiguous weights (MODEL.CHANNELS_LAST False), heap (own process)"]
     for name in expected:
         assert name in rows, (name, out)
     assert any(n.startswith("onnxruntime int8 (static QDQ, per-channel") for n in rows)
-    assert rows["plain (this config)"][2] == "1.00x"
+    assert rows["plain, contiguous weights (MODEL.CHANNELS_LAST False)"][2] == "1.00x"
     assert float(rows["plain, default allocator (own process)"][5]) > 100  # peak RSS, MB
     assert rows["plain (this config)"][5] == "-"
     assert "plain, default allocator: default (disabled by CDNET_ALLOCATOR=default)" in out

@@ -15,6 +15,8 @@ With ``--compare`` (CPU) the inference table also holds, measured in the same ru
 input, round-robin (run r of every candidate, then run r + 1, ...) so that a drift of the
 machine's speed affects them all alike:
 
+* the baseline: the plain model with contiguous (NCHW) weights, as the authors' code runs it, and
+  the plain model of the config (``MODEL.CHANNELS_LAST``: NHWC weights by default);
 * the fast path (``cdnet_reid.modeling.fuse.fuse_for_inference``): BatchNorm folded and
   channels-last; + the fused convolution epilogues (ReLU, residual add: the default); + torch.compile
   (inductor with freezing; ``--no-compile`` leaves it out; its compile time is printed);
@@ -23,14 +25,16 @@ machine's speed affects them all alike:
 * torchvision's MobileNetV2 and ResNet-50 (random weights, features + global pooling);
 * the plain and the fast path with glibc's default allocator and with big blocks kept in the heap,
   each in its own process (the allocator setting is process-wide), driven in the same round-robin;
-  with ``train`` in ``--modes``, a second table times training with either allocator the same way.
+  with ``train`` in ``--modes``, a second table times training with either allocator, and with
+  contiguous weights, the same way.
 
-Every row gives the ratio to the plain path, the CPU time per image (user + system, all threads),
+Every row gives the ratio to the baseline, the CPU time per image (user + system, all threads),
 the share of it spent in the kernel (page faults of freshly mapped memory show up there) and, for
 the rows in their own process, that process's peak resident memory.
 """
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -304,6 +308,8 @@ def summarize(results, peaks, baseline, batch_images):
 
 
 HEADERS = ["model", "images/s", "range", "vs plain", "CPU ms/image", "kernel", "peak RSS MB"]
+#: The row the others are compared with: the model as the authors' code stores it (NCHW weights).
+BASELINE = "plain, contiguous weights (MODEL.CHANNELS_LAST False)"
 
 
 def benchmark_comparison(model, batch, size, device, args):
@@ -319,7 +325,10 @@ def benchmark_comparison(model, batch, size, device, args):
                 net(x)
         return step
 
-    steps = {"plain (this config)": torch_step(model.eval()),
+    # the baseline: the same model with the contiguous (NCHW) weights of the authors' code
+    contiguous = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
+    steps = {BASELINE: torch_step(contiguous),
+             "plain (this config)": torch_step(model.eval()),
              "fast path: BN folded, channels-last": torch_step(fuse_for_inference(model, epilogues=False)),
              "fast path: + fused conv epilogues (default)": torch_step(fuse_for_inference(model))}
     if not args.no_compile and device.type == "cpu":
@@ -353,7 +362,7 @@ def benchmark_comparison(model, batch, size, device, args):
     finally:
         peaks = {name: w.close() for name, w in workers.items()}
         tmp.cleanup()
-    return summarize(results, peaks, "plain (this config)", batch * args.iters), notes
+    return summarize(results, peaks, BASELINE, batch * args.iters), notes
 
 
 def allocator_training_comparison(cfg, args):
@@ -361,6 +370,8 @@ def allocator_training_comparison(cfg, args):
     batch = args.train_batch_size or cfg.SOLVER.IMS_PER_BATCH
     workers = {f"training, {label} (own process)": Worker("train", value, _worker_argv(args))
                for label, value in ALLOCATORS}
+    workers["training, contiguous weights (MODEL.CHANNELS_LAST False), heap (own process)"] = Worker(
+        "train", "heap", _worker_argv(args) + ["MODEL.CHANNELS_LAST", "False"])
     try:
         results = round_robin(workers, batch, torch.device("cpu"), args.runs, args.iters)
     finally:
