@@ -60,3 +60,12 @@ def test_8bit_images_unchanged(tmp_path):
     assert np.array_equal(np.asarray(read_image(str(tmp_path / "x.jpg"))), ref)
     rgb = np.random.RandomState(0).randint(0, 256, (5, 6, 3)).astype(np.uint8)
     assert np.array_equal(np.asarray(load_image(rgb)), rgb)
+
+
+def test_rank_pictures_read_16bit_pngs_like_the_data_pipeline(png16):
+    """The rank-list pictures (utils.visualizer) use the same 16-bit rule as training and evaluation."""
+    from cdnet_reid.utils.visualizer import _load_rgb
+
+    expected = _rgb_of((VALUES16 >> 8).astype(np.uint8))
+    h, w = expected.shape[:2]
+    assert np.array_equal(_load_rgb(png16, (h, w)), expected)

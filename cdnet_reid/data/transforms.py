@@ -18,7 +18,7 @@ from PIL import Image
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
 
-from .common import to_rgb
+from ..utils.image import to_rgb
 
 __all__ = ["build_transforms", "ToUint8Tensor", "RandomErasing", "Cutout"]
 
@@ -32,7 +32,7 @@ class ToUint8Tensor:
     """PIL image or HWC ``uint8`` array -> ``torch.uint8`` CHW tensor with 0-255 values.
 
     PIL images that are not RGB are converted to RGB (16-bit grey ones correctly, see
-    :func:`~cdnet_reid.data.common.to_rgb`); 2-D arrays become a single channel. A uint8
+    :func:`~cdnet_reid.utils.image.to_rgb`); 2-D arrays become a single channel. A uint8
     tensor that is already CHW is returned unchanged. No scaling or normalisation happens.
     """
 

@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .image import to_rgb
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["read_metrics", "plot_training_curves", "plot_rank_list", "plot_rank_summary"]
@@ -126,7 +128,7 @@ def _load_rgb(path: str, size: Tuple[int, int]) -> np.ndarray:
     h, w = size
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB").resize((w, h), Image.BILINEAR))
+            return np.asarray(to_rgb(img).resize((w, h), Image.BILINEAR))
     except (OSError, ValueError):
         return np.full((h, w, 3), 200, dtype=np.uint8)
 
