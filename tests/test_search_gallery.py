@@ -78,8 +78,9 @@ def test_the_gallery_cache_is_reused_and_refreshed(crops, weights, data_root, tm
     assert sorted(embedded) == [3, len(list((tmp / "gallery").iterdir()))]
 
 
-def test_bad_output_name_is_refused(crops, weights, data_root, tmp_path):
+def test_bad_output_name_is_refused(crops, weights, data_root, tmp_path, monkeypatch):
     tmp, _ = crops
+    monkeypatch.setattr(app, "DefaultPredictor", lambda cfg: pytest.fail("a model was built"))
     with pytest.raises(SystemExit, match=r"\.csv or \.json"):
         _run(tmp, data_root, weights, "--output", str(tmp_path / "results.txt"))
 

@@ -165,11 +165,17 @@ def market_labels(paths: Sequence[str]) -> Optional[List[Tuple[int, int]]]:
     return labels
 
 
-def write_results(out: str, q_paths, g_paths, dist: np.ndarray, idx: np.ndarray) -> List[str]:
-    """``<stem>.csv`` and ``<stem>.json``; returns both paths."""
+def results_stem(out: str) -> str:
+    """``out`` without its ``.csv`` / ``.json`` suffix; any other name is refused."""
     stem, suffix = os.path.splitext(out)
     if suffix.lower() not in (".csv", ".json"):
         raise SystemExit(f"--output {out}: give a .csv or .json name (both files are written)")
+    return stem
+
+
+def write_results(out: str, q_paths, g_paths, dist: np.ndarray, idx: np.ndarray) -> List[str]:
+    """``<stem>.csv`` and ``<stem>.json``; returns both paths."""
+    stem = results_stem(out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(stem + ".csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -226,6 +232,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
         raise SystemExit("--topk must be >= 1")
     if args.rerank and args.index != "exact":
         raise SystemExit("--rerank needs --index exact (it uses the full distance matrix)")
+    results_stem(args.output)  # a bad name is refused before anything is embedded
     cfg = setup_tool_cfg(args)
     if args.gallery_cache and not cfg.MODEL.WEIGHTS:
         raise SystemExit("--gallery-cache needs MODEL.WEIGHTS: without trained weights the model is "
