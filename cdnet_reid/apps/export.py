@@ -29,6 +29,7 @@ model is randomly initialised (with a warning), which is enough to check exporta
 """
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -69,17 +70,16 @@ def evaluate_onnx(cfg, predictors: dict) -> dict:
 
 
 def time_predictors(predictors: dict, size, batch: int, runs: int) -> dict:
-    """Median images/s of each predictor's ``embed`` on one random batch, round-robin."""
+    """Median images/s of each predictor's ``embed`` on one random batch, round-robin
+    (:func:`.benchmark.round_robin`)."""
+    from .benchmark import round_robin
+
     x = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    for p in predictors.values():
-        p.embed(x)  # warm-up
-    rates = {name: [] for name in predictors}
-    for _ in range(runs):
-        for name, p in predictors.items():
-            t0 = time.perf_counter()
-            p.embed(x)
-            rates[name].append(batch / (time.perf_counter() - t0))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    steps = {name: functools.partial(p.embed, x) for name, p in predictors.items()}
+    for step in steps.values():
+        step()  # warm-up
+    results = round_robin(steps, batch, torch.device("cpu"), runs, 1)
+    return {name: statistics.median(rate for rate, _, _ in r) for name, r in results.items()}
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):

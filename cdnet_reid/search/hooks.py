@@ -55,7 +55,7 @@ class GenotypeHook(HookBase):
                     save_genotype(geno, os.path.join(self.output_dir, name + "_authors.json"), fmt="authors")
             logger.info("Genotype after epoch %d (written to %s), mean entropy %.4f of ln %d = %.4f:\n%s",
                         epoch, os.path.join(self.output_dir, names[-1] + ".json"), float(entropy.mean()),
-                        probs.shape[1], math.log(probs.shape[1]), self.table(probs))
+                        probs.shape[1], math.log(probs.shape[1]), self.table(probs, entropy))
 
     def after_train(self):
         if not (self.plot and comm.is_main_process()) or self.trainer.iter + 1 < self.trainer.max_iter:
@@ -68,9 +68,9 @@ class GenotypeHook(HookBase):
         except Exception as e:  # noqa: BLE001 - a picture must never fail the search
             logger.warning("Could not draw the search into %s: %s: %s", self.output_dir, type(e).__name__, e)
 
-    def table(self, probs: torch.Tensor) -> str:
+    def table(self, probs: torch.Tensor, entropy: torch.Tensor) -> str:
+        """The per-layer choice table of softmax(α) ``probs`` (L x N) and their ``entropy`` (L)."""
         space = self.supernet.space
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1)
         rows = []
         for layer, p in enumerate(probs):
             top = torch.topk(p, 2)

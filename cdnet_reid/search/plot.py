@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..modeling.cdnet.genotype import CANDIDATES, Genotype
+from ..modeling.cdnet.genotype import CANDIDATES, Genotype, load_genotype
 from ..utils.file_io import atomic_write
 
 __all__ = ["SearchHistory", "read_search_history", "entropy", "plot_search", "PICTURE"]
@@ -79,11 +79,6 @@ def _probabilities(geno: Genotype) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _read(path: str) -> Genotype:
-    with open(path, encoding="utf-8") as f:
-        return Genotype.from_dict(json.load(f), source=path)
-
-
 def _entropy_from_metrics(path: str, num_layers: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """``(epochs, entropy (E, L))`` from ``metrics.json``: the hook publishes
     ``alpha_entropy/layer{i}`` once per epoch, so the k-th logged iteration is epoch k (a resumed
@@ -118,14 +113,14 @@ def read_search_history(output_dir: str) -> SearchHistory:
         raise FileNotFoundError(f"no genotype_epochXXXX.json files in {output_dir}: not the "
                                 "OUTPUT_DIR of a search (TRAINER.NAME SearchTrainer)?")
     epochs = sorted(files)
-    genos = [_read(files[e]) for e in epochs]
+    genos = [load_genotype(files[e]) for e in epochs]
     spaces = {g.space for g in genos}
     if len(spaces) != 1:
         raise ValueError(f"{output_dir}: genotype files of several spaces {sorted(spaces)}")
     space = spaces.pop()
     probs = np.stack([_probabilities(g) for g in genos])
     final_path = os.path.join(output_dir, "genotype_final.json")
-    final = _read(final_path) if os.path.isfile(final_path) else genos[-1]
+    final = load_genotype(final_path) if os.path.isfile(final_path) else genos[-1]
     metrics = os.path.join(output_dir, "metrics.json")
     from_metrics = _entropy_from_metrics(metrics, probs.shape[1]) if os.path.isfile(metrics) else None
     if from_metrics is not None and len(from_metrics[0]) >= epochs[-1]:
@@ -135,7 +130,7 @@ def read_search_history(output_dir: str) -> SearchHistory:
     return SearchHistory(space, np.asarray(epochs), probs, final, ent_epochs, ent)
 
 
-def _label(space: str, entry) -> str:
+def _label(entry) -> str:
     return "[" + ", ".join(str(k) for k in entry) + "]"
 
 
@@ -166,7 +161,7 @@ def plot_search(output_dir: str, out_path: Optional[str] = None, *, title: Optio
         data = np.concatenate([np.full((1, n), 1.0 / n), h.probs[:, layer, :]]).T  # N × (E + 1)
         image = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_yticks(range(n))
-        ax.set_yticklabels([_label(h.space, e) for e in table], fontsize=7)
+        ax.set_yticklabels([_label(e) for e in table], fontsize=7)
         for j, tick in enumerate(ax.get_yticklabels()):
             if j == chosen[layer]:
                 tick.set_color("red")
@@ -178,7 +173,7 @@ def plot_search(output_dir: str, out_path: Optional[str] = None, *, title: Optio
         ax.add_patch(Rectangle((len(epochs) - 1.5, chosen[layer] - 0.5), 1, 1, fill=False,
                                edgecolor="red", linewidth=2.0))
         p_final = h.probs[-1, layer, chosen[layer]]
-        ax.set_title(f"layer {layer}: {_label(h.space, table[chosen[layer]])}  p={p_final:.2f}  "
+        ax.set_title(f"layer {layer}: {_label(table[chosen[layer]])}  p={p_final:.2f}  "
                      f"H={h.entropy[-1, layer]:.2f}", fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=list(fig.axes), shrink=0.8, pad=0.01, label="softmax(α)")
@@ -200,7 +195,7 @@ def plot_search(output_dir: str, out_path: Optional[str] = None, *, title: Optio
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, ncol=num_layers + 2, loc="lower left", frameon=False)
-    geno = " ".join(_label(h.space, e) for e in h.final.layers)
+    geno = " ".join(_label(e) for e in h.final.layers)
     fig.suptitle(title or f"{output_dir}: {h.space} search, chosen genotype {geno}", fontsize=10)
     with atomic_write(out_path, "wb") as f:
         fig.savefig(f, format="png", dpi=fig.dpi)
