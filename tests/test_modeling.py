@@ -98,3 +98,30 @@ def test_mobilenetv2_project_registers_through_public_api(tmp_path, data_root):
     assert sum(p.numel() for p in model.parameters()) == 2_223_872 + 1280 * 512 + 512 + 1024 + 512 * 751 + 751
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 128, 64)).shape == (2, 1280)
+
+
+def test_channels_last_weights_give_nhwc_activations_and_the_same_model(tmp_path):
+    """MODEL.CHANNELS_LAST: 4-D weights NHWC, convolutions then compute NHWC, the values are those
+    of the NCHW model (same seed, same weights) up to float rounding, and the state dicts match."""
+    from cdnet_reid.config import get_cfg
+
+    def built(flag):
+        cfg = get_cfg()
+        cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.WIDTH_MULT", "0.25",
+                             "MODEL.HEADS.NUM_CLASSES", "8", "MODEL.CHANNELS_LAST", str(flag)])
+        torch.manual_seed(0)
+        return build_model(cfg).eval()
+
+    nhwc, nchw = built(True), built(False)
+    convs = [m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert all(m.weight.is_contiguous() for m in nchw.modules() if isinstance(m, torch.nn.Conv2d))
+    seen = []
+    convs[0].register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last)))
+    x = torch.rand(2, 3, 64, 32) * 255
+    with torch.no_grad():
+        a, b = nhwc(x), nchw(x)
+    assert seen == [True]
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    sa, sb = nhwc.state_dict(), nchw.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
