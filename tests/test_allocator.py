@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tiny import tiny_opts
 from cdnet_reid.utils import env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +106,23 @@ def test_big_blocks_stay_in_the_heap():
     # glibc's default maps each block afresh (every page faults in again); the heap keeps them
     assert default > pages // 2, default
     assert heap < pages // 20, heap
+
+
+def test_every_run_and_tool_sets_it_up(tmp_path, data_root):
+    """A training run records the allocator in env.txt (engine.default_setup), and a tool sets it up
+    too (engine.defaults.setup_tool_cfg): both in fresh processes, with the variable unset."""
+    expected = "glibc heap: mallopt(M_MMAP_MAX=0" if GLIBC else "default ("
+    environ = {k: v for k, v in os.environ.items() if k != env.ALLOCATOR_ENV}
+    opts = tiny_opts(tmp_path / "run", data_root) + ["SOLVER.MAX_EPOCH", "1", "TEST.EVAL_PERIOD", "0"]
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tiny_train_net.py"), *opts], env=environ,
+                   capture_output=True, text=True, timeout=300, check=True)
+    rows = [r for r in (tmp_path / "run" / "env.txt").read_text().splitlines() if r.startswith("CPU allocator")]
+    assert len(rows) == 1 and expected in rows[0], rows
+    probe = ("import argparse, sys; sys.path.insert(0, 'tests'); import tiny; "
+             "from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg; "
+             "from cdnet_reid.utils.env import cpu_allocator_state; "
+             "setup_tool_cfg(add_config_arguments(argparse.ArgumentParser()).parse_args([])); "
+             "print(cpu_allocator_state())")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert expected in out.strip().splitlines()[-1], out
