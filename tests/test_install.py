@@ -4,6 +4,7 @@ folder (package data included) through the ``cdnet-reid`` console command and th
 import os
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -25,13 +26,19 @@ def _run(cmd, cwd, env):
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """A venv (torch & co. from the system site-packages) with only the wheel of this checkout."""
+    """A fresh venv holding only the wheel of this checkout; torch & co. come from the running
+    interpreter's own site-packages (a ``.pth`` line, so this works whether the tests run in a venv
+    or in a system Python; a path in a ``.pth`` file adds no editable installs of that folder)."""
     tmp = tmp_path_factory.mktemp("install")
     _run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
           "-w", str(tmp / "dist")], cwd=tmp, env=os.environ)
     wheel = next((tmp / "dist").glob("cdnet_reid-*.whl"))
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(tmp / "venv")
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(tmp / "venv")
     python = tmp / "venv" / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    running = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    Path(site, "running_interpreter.pth").write_text("".join(f"{p}\n" for p in running))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
          cwd=tmp, env=env)
@@ -40,6 +47,7 @@ def installed(tmp_path_factory):
     return python, tmp / "venv" / "bin" / "cdnet-reid", elsewhere, env
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_the_genotypes_and_the_command(installed):
     python, command, elsewhere, env = installed
     out = _run([str(python), "-c", "import cdnet_reid, cdnet_reid.modeling.cdnet as c; "
@@ -51,6 +59,7 @@ def test_the_wheel_ships_the_genotypes_and_the_command(installed):
     assert "usage: cdnet-reid extract" in _run([str(command), "extract", "--help"], elsewhere, env)
 
 
+@pytest.mark.slow
 def test_train_and_extract_features_from_another_folder(installed, data_root):
     python, command, elsewhere, env = installed
     out_dir = elsewhere / "run"

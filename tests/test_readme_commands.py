@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Appended to every command that takes KEY VALUE overrides: the same tiny CDNet everywhere, so the
@@ -16,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.WIDTH_MULT", "0.25", "INPUT.SIZE_TRAIN", "[64,32]",
         "INPUT.SIZE_TEST", "[64,32]", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
         "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0"]
-#: Commands left to other tests or to the user: installing, and the test suite itself.
-SKIP = ("pip ", "python -m pytest")
+#: Commands left to other tests or to the user: the venv, installing, and the test suite itself.
+SKIP = ("python3 -m venv", "pip ", "python -m pytest")
 #: Tools without KEY VALUE overrides.
 NO_OVERRIDES = ("tools/plot_metrics.py",)
 
@@ -43,6 +45,20 @@ def test_the_readme_marks_its_main_commands():
             "tools/search_gallery.py"} <= tools
 
 
+def test_ci_does_what_a_newcomer_does():
+    """CI creates a fresh venv, installs requirements.txt into it and runs the README's test command."""
+    block = re.search(r"<!-- runnable[^>]*-->\s*```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[1]
+    readme = [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines()]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert "python3 -m venv .venv && . .venv/bin/activate" in readme[0]
+    assert any(re.match(r"python3 -m venv ", line) for line in ci)
+    assert any(re.match(r"\. .*/bin/activate", line) for line in ci)
+    assert any(re.match(r"python -m pip install .*-r requirements.txt", line) for line in ci)
+    test_command = next(line for line in readme if line.startswith("python -m pytest"))
+    assert ci[-1] == test_command, (ci[-1], test_command)
+
+
+@pytest.mark.slow
 def test_the_readme_commands_run(tmp_path, data_root):
     for name in ("tools", "configs", "cdnet_reid", "projects"):
         (tmp_path / name).symlink_to(ROOT / name)
