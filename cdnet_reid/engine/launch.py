@@ -180,18 +180,29 @@ def _read_reports(folder: str) -> List[dict]:
     for name in sorted(os.listdir(folder)):
         if name.endswith(".pkl"):
             with open(os.path.join(folder, name), "rb") as f:
-                out.append(pickle.load(f))
+                report = pickle.load(f)
+            try:  # its class may live in a module that only the worker imported
+                report["error"] = pickle.loads(report["error"])
+            except Exception:  # noqa: BLE001 - then it is sent as its traceback
+                report["error"] = ProcessFailedError(
+                    f"the process of rank {report['rank']} failed:\n{report['traceback']}")
+            out.append(report)
     return out
 
 
 def _write_report(folder: str, rank: int, error: BaseException) -> None:
-    """The exception that ended worker ``rank``, for the launching process (atomic rename)."""
+    """The exception that ended worker ``rank``, for the launching process (atomic rename; the
+    first report of a process stays: it was written before the process group was torn down, so
+    before the other processes' failures that follow from it)."""
+    if os.path.exists(os.path.join(folder, f"rank{rank}.pkl")):
+        return
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     try:
-        pickle.loads(pickle.dumps(error))
+        data = pickle.dumps(error)
+        pickle.loads(data)
     except Exception:  # noqa: BLE001 - an exception that cannot travel is sent as its traceback
-        error = ProcessFailedError(f"the process of rank {rank} failed:\n{text}")
-    report = {"time": time.time(), "rank": rank, "error": error, "traceback": text}
+        data = pickle.dumps(ProcessFailedError(f"the process of rank {rank} failed:\n{text}"))
+    report = {"time": time.time(), "rank": rank, "error": data, "traceback": text}
     tmp = os.path.join(folder, f".rank{rank}.tmp")
     with open(tmp, "wb") as f:
         pickle.dump(report, f)
@@ -205,7 +216,7 @@ def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine,
     os.environ["LOCAL_WORLD_SIZE"] = str(num_gpus_per_machine)
     try:
         _init_process_group(dist_url, world_size, global_rank)
-        _run_watched(main_func, args, timeout, on_silence=lambda e: _write_report(reports, global_rank, e))
+        _run_watched(main_func, args, timeout, report=lambda e: _write_report(reports, global_rank, e))
     except BaseException as e:  # noqa: BLE001 - every ending is reported to the launching process
         try:
             _write_report(reports, global_rank, e)
@@ -226,23 +237,26 @@ def _init_process_group(init_method: str, world_size: Optional[int], rank: Optio
 
 
 def _run_watched(main_func: Callable, args: Sequence[Any], timeout: timedelta,
-                 on_silence: Optional[Callable[[BaseException], None]] = None):
+                 report: Optional[Callable[[BaseException], None]] = None):
     """``main_func(*args)`` in an initialised process group, watched by a :class:`_Watchdog`; the
-    processes leave together (a barrier) when it returns, then the group is torn down."""
-    watchdog = _Watchdog(timeout, on_silence)
+    processes leave together (a barrier) when it returns, then the group is torn down. An
+    exception goes to ``report`` first, before the teardown makes the other processes fail."""
+    watchdog = _Watchdog(timeout, report)
     watchdog.start()
-    ok = False
     try:
         result = main_func(*args)
         comm.synchronize()  # every collective of every process has completed
-        ok = True
         return result
+    except BaseException as e:
+        if report is not None:
+            report(e)
+        raise
     finally:
         watchdog.stop()
-        _cleanup(ok)
+        _cleanup()
 
 
-def _cleanup(ok: bool = True) -> None:
+def _cleanup() -> None:
     """Tear the process group down. The cached CPU group is released and collected with it, so no
     gloo thread outlives it into interpreter shutdown."""
     if dist.is_initialized():
