@@ -3,10 +3,12 @@ the gathered batch (MODEL.LOSSES.TRI.GATHER) and BatchNorm over it (MODEL.NORM.S
 
 import pytest
 import torch
+from torch import nn
 
 from dist_first_step import first_step, several_steps
 from tiny import tiny_opts
 from cdnet_reid.engine import launch
+from cdnet_reid.modeling.norm import GlobalBatchNorm, convert_sync_batchnorm
 
 # no random augmentation or dropout: the processes must see exactly the pixels one process sees
 DETERMINISTIC_INPUT = ["INPUT.FLIP.ENABLED", "False", "INPUT.PADDING.ENABLED", "False",
@@ -71,3 +73,14 @@ def test_two_processes_train_every_parameter_as_one_does(tmp_path, data_root):
             assert float((two["state"][k] - v).abs().max()) / scale < 1e-4, k
         else:
             assert torch.equal(two["state"][k], v), k
+
+
+def test_the_cpu_conversion_keeps_the_parameters_an_optimizer_holds():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm1d(4)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    bn = model[1]
+    converted = convert_sync_batchnorm(model)
+    assert isinstance(converted[1], GlobalBatchNorm) and isinstance(converted[2][0], GlobalBatchNorm)
+    held = [p for g in optimizer.param_groups for p in g["params"]]
+    assert [id(p) for p in converted.parameters()] == [id(p) for p in held]
+    assert converted[1].running_var is bn.running_var
