@@ -132,3 +132,28 @@ def test_a_stopped_process_is_named_within_the_timeout(tmp_path, data_root, sile
     assert len(errors) == 1 and f"rank {silent_rank} showed no sign of life for 4 s" in errors[0], errors
     assert "Traceback" not in out
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # none left behind
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_process_ends_with_the_first_failure(tmp_path, data_root):
+    """No launching process sees both: rank 0, whose next collective fails when rank 1 has gone,
+    ends with rank 1's one-line user error (status 2) too, not with "connection closed" (or is
+    stopped by torchrun first)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "rank1_error.py").write_text(RANK1_ERROR)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+         str(port), SCRIPT, "--import-module", str(tmp_path / "rank1_error.py"),
+         *tiny_opts(tmp_path / "run", data_root)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = proc.stdout + proc.stderr
+    # torchrun stops the other process once one has failed: each ends with the one line, or
+    # before it ends by itself
+    assert out.count("error: a user error met by rank 1 only") >= 1, out[-3000:]
+    assert "exitcode  : 2" in out and "exitcode  : 1 " not in out, out[-3000:]
+    assert "Connection closed" not in out and "RuntimeError" not in out, out[-3000:]

@@ -239,21 +239,76 @@ def _init_process_group(init_method: str, world_size: Optional[int], rank: Optio
 def _run_watched(main_func: Callable, args: Sequence[Any], timeout: timedelta,
                  report: Optional[Callable[[BaseException], None]] = None):
     """``main_func(*args)`` in an initialised process group, watched by a :class:`_Watchdog`; the
-    processes leave together (a barrier) when it returns, then the group is torn down. An
-    exception goes to ``report`` first, before the teardown makes the other processes fail."""
+    processes leave together (a barrier) when it returns, then the group is torn down.
+
+    An exception is agreed first (:class:`_FirstFailure`): every process raises the one that
+    ended the job first, also under torchrun and on other machines, where no launching process
+    sees them all. It goes to ``report`` before the teardown makes the other processes fail."""
     watchdog = _Watchdog(timeout, report)
+    failure = _FirstFailure(watchdog.store, comm.get_rank(), comm.get_world_size())
     watchdog.start()
     try:
         result = main_func(*args)
         comm.synchronize()  # every collective of every process has completed
         return result
     except BaseException as e:
+        first = failure.agree(e)
         if report is not None:
-            report(e)
+            report(first)
+        if first is not e:
+            raise first from e
         raise
     finally:
         watchdog.stop()
         _cleanup()
+        failure.linger(timeout)
+
+
+class _FirstFailure:
+    """The exception that ended a job first, kept in the job's key-value store: the first process
+    to fail writes its exception there before it tears its process group down (which makes the
+    others fail); a process that fails later raises the stored one instead of its own (a
+    "connection closed" that only follows from it). The process hosting the store lingers a few
+    seconds after its failure, until the others have read it."""
+
+    KEY, READ = "cdnet_reid/first_failure", "cdnet_reid/first_failure_read"
+
+    def __init__(self, store, rank: int, world: int):
+        self.store, self.rank, self.world = (store if world > 1 else None), rank, world
+        self.failed = False
+
+    def agree(self, error: BaseException) -> BaseException:
+        if self.store is None:
+            return error
+        self.failed = True
+        try:
+            data = pickle.dumps(error)
+            pickle.loads(data)
+        except Exception:  # noqa: BLE001 - an exception that cannot travel stays local
+            data = b""
+        try:
+            stored = self.store.compare_set(self.KEY, "", data) if data else (
+                self.store.get(self.KEY) if self.store.check([self.KEY]) else b"")
+            self.store.add(self.READ, 1)
+            if stored and stored != data:
+                first = pickle.loads(stored)
+                if isinstance(first, BaseException):
+                    return first
+        except Exception:  # noqa: BLE001 - the store's host has ended: keep this process's own
+            pass
+        return error
+
+    def linger(self, timeout: timedelta) -> None:
+        """On the process that hosts the store (rank 0 of a tcp:// job) after a failure: wait
+        until every process has read the first failure, at most 10 s."""
+        if not self.failed or self.rank != 0 or self.store is None:
+            return
+        end = time.monotonic() + min(10.0, timeout.total_seconds())
+        try:
+            while self.store.add(self.READ, 0) < self.world and time.monotonic() < end:
+                time.sleep(0.05)
+        except Exception:  # noqa: BLE001 - nothing more to wait for
+            pass
 
 
 def _cleanup() -> None:
