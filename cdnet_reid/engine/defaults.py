@@ -211,8 +211,10 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
 
     The trainer is ``trainer_cls``, else the class registered in ``TRAINER_REGISTRY`` under
     ``TRAINER.NAME``. A training run owns its ``OUTPUT_DIR``: it refuses a folder holding another
-    run's checkpoints (unless ``--resume`` or ``--overwrite``), holds a lock on it while it runs,
-    and writes the run record only once datasets and model have been built. Runs in each process
+    run's checkpoints (unless ``--resume`` or ``--overwrite``, which act only once the folder's
+    lock is held), holds the lock while it runs and stops, with :class:`RunFolderError`, after the
+    first iteration at whose end the folder is no longer its own (:class:`RunFolderGuard`); it
+    writes the run record only once datasets and model have been built. Runs in each process
     of a distributed job (call it through :func:`launch`). Returns the evaluation results on the
     main process.
     """
