@@ -3,10 +3,12 @@ the gathered batch (MODEL.LOSSES.TRI.GATHER) and BatchNorm over it (MODEL.NORM.S
 
 import pytest
 import torch
+from torch import nn
 
-from dist_first_step import first_step
+from dist_first_step import first_step, several_steps
 from tiny import tiny_opts
 from cdnet_reid.engine import launch
+from cdnet_reid.modeling.norm import GlobalBatchNorm, convert_sync_batchnorm
 
 # no random augmentation or dropout: the processes must see exactly the pixels one process sees
 DETERMINISTIC_INPUT = ["INPUT.FLIP.ENABLED", "False", "INPUT.PADDING.ENABLED", "False",
@@ -47,3 +49,38 @@ def test_without_gather_and_sync_two_processes_optimise_something_else(one_proce
     diff = max(abs(two["losses"][k] - v) / abs(v) for k, v in one_process["losses"].items())
     assert diff > 1e-3  # the test above would catch a regression
 
+
+
+@pytest.mark.slow
+def test_two_processes_train_every_parameter_as_one_does(tmp_path, data_root):
+    """Several optimizer steps (SGD with momentum): every parameter and buffer of a 2-process run
+    equals the 1-process run's, BatchNorm weights included (MODEL.NORM.SYNC converts them after
+    the optimizer has been built), and the optimizer holds every parameter of the model."""
+    def run(name, processes):
+        out = tmp_path / f"{name}.pth"
+        opts = tiny_opts(tmp_path / name, data_root) + DETERMINISTIC_INPUT
+        launch(several_steps, processes, dist_url="auto", args=(opts, str(out), 4))
+        return torch.load(out, weights_only=True)
+
+    one, two = run("one", 1), run("two", 2)
+    assert two["trained"] == two["params"] and one["trained"] == one["params"]
+    bn_weights = [k for k in one["state"] if k.endswith(".weight") and one["state"][k].dim() == 1]
+    # the BatchNorm weights did move in 4 steps, so a frozen one cannot pass for a trained one
+    assert all(float((one["state"][k] - 1).abs().max()) > 1e-4 for k in bn_weights), bn_weights
+    for k, v in one["state"].items():
+        if v.is_floating_point():
+            scale = max(float(v.abs().max()), 1e-3)
+            assert float((two["state"][k] - v).abs().max()) / scale < 1e-4, k
+        else:
+            assert torch.equal(two["state"][k], v), k
+
+
+def test_the_cpu_conversion_keeps_the_parameters_an_optimizer_holds():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm1d(4)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    bn = model[1]
+    converted = convert_sync_batchnorm(model)
+    assert isinstance(converted[1], GlobalBatchNorm) and isinstance(converted[2][0], GlobalBatchNorm)
+    held = [p for g in optimizer.param_groups for p in g["params"]]
+    assert [id(p) for p in converted.parameters()] == [id(p) for p in held]
+    assert converted[1].running_var is bn.running_var

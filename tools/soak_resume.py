@@ -9,6 +9,10 @@ those of an uninterrupted run of the same command.
 Everything after ``--`` is passed to the training script (``--script``, default
 ``tools/train_net.py``); ``OUTPUT_DIR`` is set by this tool. Needs a fixed ``SEED`` and
 ``DETERMINISTIC True`` for the final comparison to be meaningful.
+
+Exit status: 0 (OK) when every kill was delivered and nothing was lost; 1 (FAILED) when something
+was lost; 3 (NOT A SOAK) when the run finished before all kills were delivered, so that fewer
+resumes than asked were tested.
 """
 
 import argparse
@@ -60,7 +64,7 @@ def main(argv=None):
     print(f"reference run: {duration:.1f} s")
 
     rng = random.Random(args.seed)
-    unloadable, restarts = [], 0
+    unloadable, restarts, delivered = [], 0, 0
     for kill in range(args.kills):
         proc = _run(args.script, train_args, run_dir, resume=restarts > 0)
         restarts += 1
@@ -73,6 +77,7 @@ def main(argv=None):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            delivered += 1
         for path in glob.glob(os.path.join(run_dir, "*.pth")):
             try:
                 read_checkpoint(path)
@@ -92,7 +97,14 @@ def main(argv=None):
     for line in unloadable + stray + differing[:10]:
         print("  ", line)
     ok = final == 0 and not unloadable and not stray and not differing
-    print("OK" if ok else "FAILED", f"({time.time() - start:.0f} s in all; runs in {work})")
+    if ok and delivered < args.kills:
+        # the run finished before every kill was delivered: the resumes were not exercised as asked
+        print(f"NOT A SOAK: only {delivered} of {args.kills} kills were delivered before the run "
+              f"finished; make the training longer or --max-delay shorter "
+              f"({time.time() - start:.0f} s in all; runs in {work})")
+        return 3
+    print("OK" if ok else "FAILED", f"({time.time() - start:.0f} s in all; kills delivered: "
+          f"{delivered}; runs in {work})")
     return 0 if ok else 1
 
 

@@ -25,11 +25,13 @@ from ..utils.env import collect_env_info, seed_all_rng, setup_cpu_allocator
 from ..utils.file_io import PathManager
 from ..utils.logger import setup_logger
 from ..utils.registry import lookup
-from .launch import launch
+from .launch import DEFAULT_TIMEOUT, SilentProcessError, launch
 from ..utils.checkpoint import CheckpointError
 from ..utils.file_io import remove_stale_temp_files
-from .run_record import RunFolderError, RunLock, check_output_dir, resolve_seed, write_config, write_env
+from .run_record import (RunFolderError, RunFolderGuard, claim_output_dir, ensure_output_dir,
+                         resolve_seed, write_config, write_env)
 from .train_loop import EXIT_INTERRUPTED, TrainingInterrupted
+from . import hooks
 from .trainer import TRAINER_REGISTRY, ResumeMismatchError
 
 #: Errors caused by the command line, the config or the files it names (reported in one line).
@@ -82,7 +84,22 @@ def default_argument_parser(description: str = "cdnet-reid training and evaluati
     port = 2 ** 15 + 2 ** 14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2 ** 14
     p.add_argument("--dist-url", default=f"tcp://127.0.0.1:{port}",
                    help="initialisation URL of torch.distributed ('auto' picks a free local port)")
+    p.add_argument("--dist-timeout", type=_positive_seconds, metavar="SECONDS",
+                   default=DEFAULT_TIMEOUT.total_seconds(),
+                   help="with several processes: seconds a process may show no sign of life "
+                        "(stopped, hung, its machine lost) before every process stops, naming it "
+                        "(default: %(default)g)")
     return add_config_arguments(p)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def import_modules(specs: Sequence[str]) -> List[ModuleType]:
@@ -194,8 +211,10 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
 
     The trainer is ``trainer_cls``, else the class registered in ``TRAINER_REGISTRY`` under
     ``TRAINER.NAME``. A training run owns its ``OUTPUT_DIR``: it refuses a folder holding another
-    run's checkpoints (unless ``--resume`` or ``--overwrite``), holds a lock on it while it runs,
-    and writes the run record only once datasets and model have been built. Runs in each process
+    run's checkpoints (unless ``--resume`` or ``--overwrite``, which act only once the folder's
+    lock is held), holds the lock while it runs and stops, with :class:`RunFolderError`, after the
+    first iteration at whose end the folder is no longer its own (:class:`RunFolderGuard`); it
+    writes the run record only once datasets and model have been built. Runs in each process
     of a distributed job (call it through :func:`launch`). Returns the evaluation results on the
     main process.
     """
@@ -203,20 +222,23 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
     if trainer_cls is None:
         trainer_cls = lookup(TRAINER_REGISTRY, cfg.TRAINER.NAME, "TRAINER.NAME")
     if args.eval_only:
+        comm.raise_if_any(_folder_error(cfg.OUTPUT_DIR))
         default_setup(cfg, args)
         cfg.freeze()
         model = trainer_cls.build_model_for_eval(cfg, resume=args.resume)
         # an evaluation must not overwrite the record of the training run in the same folder
         write_config(cfg, "config_eval.yaml")
         return trainer_cls.test(cfg, model)
-    check_output_dir(cfg.OUTPUT_DIR, resume=args.resume, overwrite=getattr(args, "overwrite", False))
-    with RunLock(cfg.OUTPUT_DIR):
+    with claim_output_dir(cfg.OUTPUT_DIR, resume=args.resume,
+                          overwrite=getattr(args, "overwrite", False)) as lock:
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             for path in remove_stale_temp_files(cfg.OUTPUT_DIR):
                 logger.info("Removed %s, left by an interrupted write", path)
         default_setup(cfg, args)
         cfg.freeze()
         trainer = trainer_cls(cfg)
+        if cfg.OUTPUT_DIR:
+            trainer.register_hooks([RunFolderGuard(lock)], before=hooks.PeriodicCheckpointer)
         trainer.resume_or_load(resume=args.resume,
                                allow_changed=getattr(args, "resume_changed", False))
         # written once the datasets and the model have been built: a command that fails at
@@ -226,20 +248,36 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
         return trainer.train()
 
 
+def _folder_error(output_dir: str):
+    try:
+        ensure_output_dir(output_dir)
+    except RunFolderError as e:
+        return e
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None, *, trainer_cls: Optional[Type] = None,
          extra_config: Optional[Callable[[CfgNode], None]] = None,
          description: str = "cdnet-reid training and evaluation", prog: Optional[str] = None):
     """Parse ``argv`` (default: ``sys.argv[1:]``) and :func:`launch` :func:`run_main` in every
     process: the whole of a ``train_net.py``. ``trainer_cls`` and ``extra_config`` must be
-    importable (module-level) objects, since the worker processes are spawned."""
+    importable (module-level) objects, since the worker processes are spawned.
+
+    Every run, of one process or several (spawned, torchrun, several machines), ends with the same
+    status: 0 when done; 75 after SIGTERM/SIGINT, with the interrupted checkpoint written; 2 with
+    one ``error:`` line for bad input met by any process; 1 with one line when a process fell
+    silent (``--dist-timeout``); 1 with a traceback for an internal error."""
     args = default_argument_parser(description, prog).parse_args(argv)
     try:
         return launch(run_main, args.num_gpus, num_machines=args.num_machines,
                       machine_rank=args.machine_rank, dist_url=args.dist_url,
-                      args=(args, trainer_cls, extra_config))
+                      args=(args, trainer_cls, extra_config), timeout=args.dist_timeout)
     except TrainingInterrupted as e:
         logger.warning("%s", e)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except USER_ERRORS as e:  # bad input: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except SilentProcessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

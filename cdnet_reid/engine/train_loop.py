@@ -36,6 +36,9 @@ class TrainingInterrupted(Exception):
         super().__init__(f"Stopped by {signal.Signals(signum).name} after iteration {iteration}"
                          f"{where}; continue with --resume")
 
+    def __reduce__(self):  # travels from a worker process to the launching one
+        return type(self), (self.signum, self.iteration, self.checkpoint)
+
 
 @contextlib.contextmanager
 def stop_on_signals(flag: Dict[str, int], signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:

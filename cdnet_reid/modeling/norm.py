@@ -65,7 +65,8 @@ class GlobalBatchNorm(_BatchNorm):
 
 def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
     """Every BatchNorm of ``model`` replaced by a synchronised one with the same parameters,
-    buffers and settings: ``torch.nn.SyncBatchNorm`` on CUDA, :class:`GlobalBatchNorm` elsewhere."""
+    buffers and settings: ``torch.nn.SyncBatchNorm`` on CUDA, :class:`GlobalBatchNorm` elsewhere.
+    Both keep the parameter objects, so an optimizer built before the conversion trains them."""
     device = next(model.parameters()).device
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -77,8 +78,11 @@ def _convert(module: nn.Module) -> nn.Module:
     if isinstance(module, _BatchNorm) and not isinstance(module, GlobalBatchNorm):
         out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
-        out.load_state_dict(module.state_dict())
-        out.to(next(iter(module.state_dict().values())).device)
+        if module.affine:  # the same objects: an optimizer may hold them already
+            out.weight, out.bias = module.weight, module.bias
+        if module.track_running_stats:
+            out.running_mean, out.running_var = module.running_mean, module.running_var
+            out.num_batches_tracked = module.num_batches_tracked
         out.train(module.training)
     for name, child in module.named_children():
         out.add_module(name, _convert(child))

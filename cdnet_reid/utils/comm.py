@@ -5,7 +5,8 @@ in a plain single-process test. Collectives use ``*_object`` variants of torch.d
 """
 
 import functools
-from typing import Any, List
+import gc
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -38,10 +39,20 @@ def synchronize() -> None:
 
 @functools.lru_cache()
 def _cpu_group():
-    """A gloo group for object collectives (works alongside NCCL)."""
+    """A group for CPU-tensor and object collectives: the default group when it has a gloo
+    backend (``gloo``, ``cpu:gloo,cuda:nccl``), else a new gloo group beside NCCL. Cached until
+    :func:`release_groups`."""
     if dist.get_backend() == dist.Backend.NCCL:
         return dist.new_group(backend="gloo")
     return dist.group.WORLD
+
+
+def release_groups() -> None:
+    """Drop the cached group of :func:`_cpu_group` and collect it. Call it when the process group
+    is destroyed: a group still referenced keeps its gloo worker thread alive into interpreter
+    shutdown, where it can abort the process (``terminate called without an active exception``)."""
+    _cpu_group.cache_clear()
+    gc.collect()
 
 
 def all_gather(data: Any) -> List[Any]:
@@ -69,6 +80,15 @@ def all_reduce_max(value: int) -> int:
     t = torch.tensor([int(value)], dtype=torch.int64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_cpu_group())
     return int(t.item())
+
+
+def raise_if_any(error: Optional[BaseException]) -> None:
+    """Collective: every rank passes the error it met (or None); if any rank met one, every rank
+    raises the first (by rank), so that all processes stop together with the same message."""
+    errors = all_gather(error) if get_world_size() > 1 else [error]
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
 
 
 def shared_random_seed() -> int:
