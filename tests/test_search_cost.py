@@ -184,3 +184,21 @@ def test_latency_table_command_writes_a_table_and_rejects_a_corrupt_one(tmp_path
         r = _cli("--config-file", str(tmp_path / "c.yml"), "--runtime", "openvino", *opts, cwd=tmp_path)
         assert r.returncode == 2 and r.stderr.startswith("error:") and "openvino" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_complexity_reports_the_measured_cost_of_a_budget_genotype(tiny_table, tmp_path, capsys):
+    from cdnet_reid.apps.complexity import main as complexity
+
+    cfg, table = tiny_table
+    geno = load_genotype("cnet_top2")
+    predicted = genotype_cost(table, geno, "macs")
+    geno.cost = {"kind": "macs", "unit": "MACs", "target": predicted * 2, "predicted": predicted, "table": None}
+    from cdnet_reid.modeling.cdnet import save_genotype
+
+    save_genotype(geno, str(tmp_path / "g.json"))
+    final = cfg.clone()
+    final.merge_from_list(["MODEL.BACKBONE.NAME", "CNet", "MODEL.BACKBONE.GENOTYPE", str(tmp_path / "g.json")])
+    (tmp_path / "c.yml").write_text(final.dump())
+    complexity(["--config-file", str(tmp_path / "c.yml")])
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("genotype searched for a budget")]
+    assert len(line) == 1 and f"measured {predicted:.6g} here (50.0% of the target)" in line[0], line
