@@ -25,8 +25,9 @@ MACs and parameters that sum equals the measured count of the built network exac
 it leaves out the few element-wise operations between blocks (input normalisation included in
 the stem) and any runtime's fusion across blocks.
 
-Every candidate is a freshly built block (``build_block``) with the layer's real input shape,
-obtained by running the config's network once. Blocks are timed round-robin (run r of every
+Every candidate is a freshly built block (``build_block``) fed with the layer's real input: the
+activation it receives when the config's network (random initial weights) runs once on a random
+image. Blocks are timed round-robin (run r of every
 block, then run r + 1), so that a drift of the machine's speed affects them all alike.
 """
 
@@ -103,7 +104,8 @@ def _searchable_cells(backbone: nn.Module) -> List[nn.Module]:
 @torch.no_grad()
 def network_parts(cfg, batch_size: int = 1):
     """The config's model (eval, CPU) and, in execution order, ``(name, module, inputs)`` of its
-    fixed parts and ``(input_shape, output_shape)`` of every searchable layer.
+    fixed parts and ``(input_shape, output_shape, input)`` of every searchable layer (``input``: the
+    activation the layer receives in this network, on which its candidates are timed).
 
     Returns ``(model, space, fixed, layers)``; ``fixed`` holds the stem (with the input
     normalisation), every DownSample (``downsample{i}``) and the head (``head``, fed with the
@@ -142,7 +144,7 @@ def network_parts(cfg, batch_size: int = 1):
             stage += 1
             fixed.append((f"downsample{stage}", cell, (inputs[i].contiguous(memory_format=memory),)))
         else:
-            layers.append(shapes[i])
+            layers.append((*shapes[i], inputs[i].contiguous(memory_format=memory)))
     head_inputs = tuple(m.contiguous(memory_format=memory) for m in maps.values())
     fixed.append(("head", _Head(model.head, list(maps)), head_inputs))
     expected = len(_searchable_cells(backbone))
@@ -276,11 +278,8 @@ def build_cost_table(cfg, *, runtime: str = "torch", batch_size: int = 1, warmup
         fixed_rows[name] = _counts(module, inputs)
         entries.append((fixed_rows[name], module, inputs))
     layer_rows = []
-    for l, (in_shape, out_shape) in enumerate(layers):
+    for l, (in_shape, out_shape, x) in enumerate(layers):
         row = {"input_shape": list(in_shape), "output_shape": list(out_shape), "candidates": []}
-        x = torch.randn(in_shape)
-        if cfg.MODEL.CHANNELS_LAST:
-            x = x.contiguous(memory_format=torch.channels_last)
         for j, entry in enumerate(CANDIDATES[space]):
             block = candidate_block(space, j, in_shape[1], out_shape[1], adaptive_fusion=b.ADAPTIVE_FUSION,
                                     channels_last=cfg.MODEL.CHANNELS_LAST)
