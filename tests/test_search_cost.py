@@ -178,6 +178,12 @@ def test_latency_table_command_writes_a_table_and_rejects_a_corrupt_one(tmp_path
     (tmp_path / "junk.json").write_text("{not json")
     r = _cli("--table", str(tmp_path / "junk.json"), cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "junk.json" in r.stderr
+    # onnxruntime: every block exported on its own (the search head reads one of the two maps)
+    r = _cli("--config-file", str(tmp_path / "c.yml"), "--runtime", "onnxruntime", "--output", str(tmp_path / "o.json"),
+             "--runs", "1", "--iters", "1", "--warmup", "0", "--threads", "1", *opts, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ort = load_cost_table(str(tmp_path / "o.json"), "latency")
+    assert ort["runtime"] == "onnxruntime" and ort["fixed"]["parts"]["head"]["latency_ms"] > 0
     try:
         import openvino  # noqa: F401
     except ImportError:  # an absent runtime: one line, before any work

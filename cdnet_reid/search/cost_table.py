@@ -215,11 +215,13 @@ def make_timer(runtime: str, module: nn.Module, inputs: Tuple[Tensor, ...], tmp:
     feed = {n: x.contiguous().numpy() for n, x in zip(names, inputs)}
     if runtime == "onnxruntime":
         session = _ort_session(path, threads)
+        feed = {i.name: feed[i.name] for i in session.get_inputs()}  # an unused map is not a graph input
         return lambda: session.run(None, feed)
     import openvino as ov  # runtime_version() has checked that it is installed
 
     compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads})
     request = compiled.create_infer_request()
+    feed = {name: feed[name] for name in (p.get_any_name() for p in compiled.inputs)}
     return lambda: request.infer(feed)
 
 
