@@ -26,6 +26,7 @@ COMMANDS = {
                 "embed a folder or list of crops into .npy / .npz / .csv features"),
     "export": ("cdnet_reid.apps.export", "main",
                "export the model to ONNX (fp32, --int8) and check it in onnxruntime"),
+    "latency-table": ("cdnet_reid.apps.latency_table", "main", "latency, MACs, params of every candidate block"),
     "search-gallery": ("cdnet_reid.apps.search_gallery", "main",
                        "rank a gallery folder for every query crop (CSV/JSON, pictures, FAISS)"),
 }

@@ -49,5 +49,21 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     print(tabulate([["conv + linear (the paper's \"FLOPs\")", f"{conv_linear_macs(analysis) / 1e6:.2f}"],
                     ["all counted ops (incl. BN, pooling)", f"{analysis.total() / 1e6:.2f}"]],
                    headers=["MACs (millions; 1 MAC = 1 multiply-add)", "M"], tablefmt="pipe"))
+    budget = getattr(getattr(model.backbone, "genotype", None), "cost", None)
+    if budget:  # a genotype searched for a budget: its target, predicted and measured cost
+        print()
+        print(budget_line(budget, model, x, analysis))
     print()
     print(flop_count_table(analysis, max_depth=args.max_depth, show_param_shapes=False))
+
+
+def budget_line(budget: dict, model, x, analysis) -> str:
+    """Target, predicted and measured cost of a genotype searched for a budget (its ``cost``
+    record); a latency is measured with torch at batch 1 and this process's threads."""
+    from ..search.cost_table import measure_latency_ms
+
+    measured = {"macs": lambda: conv_linear_macs(analysis), "params": lambda: inference_parameters(model, x),
+                "latency": lambda: measure_latency_ms(model, x)}[budget["kind"]]()
+    return (f"genotype searched for a budget: {budget['kind']} target {budget['target']:.6g} {budget.get('unit', '')}, "
+            f"predicted {budget['predicted']:.6g} (table {budget.get('table') or 'of the search network'}), "
+            f"measured {measured:.6g} here ({measured / budget['target']:.1%} of the target)")

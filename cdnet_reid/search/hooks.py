@@ -24,16 +24,19 @@ class GenotypeHook(HookBase):
     (:func:`.plot.plot_search`); a failing picture is a warning, never a failed search.
 
     The final-epoch genotype is the result of the search: no genotype is selected on test metrics.
+    With ``cost`` (a search for a budget, :class:`.cost.CostTerm`) every genotype file records the
+    budget and the cost predicted for the genotype (``cost``).
     """
 
     def __init__(self, supernet, output_dir: str, period: int, *, authors_format: bool = False,
-                 meta: dict = None, plot: bool = True):
+                 meta: dict = None, plot: bool = True, cost=None):
         self.supernet = supernet
         self.output_dir = output_dir
         self.period = period
         self.authors_format = authors_format
         self.meta = dict(meta or {})
         self.plot = plot
+        self.cost = cost  # a search for a budget: its .record(genotype, alphas) goes into the file
 
     def after_epoch(self):
         epoch = self.trainer.epoch + 1
@@ -47,6 +50,8 @@ class GenotypeHook(HookBase):
             return
         geno = self.supernet.genotype(meta={**self.meta, "epoch": epoch,
                                             "probabilities": [[round(v, 6) for v in r] for r in probs.tolist()]})
+        if self.cost is not None:
+            geno.cost = self.cost.record(geno, self.supernet.arch_parameters()[0])
         if comm.is_main_process():
             names = [f"genotype_epoch{epoch:04d}"] + (["genotype_final"] if last else [])
             for name in names:

@@ -13,6 +13,7 @@ from ..modeling.backbones import Supernet
 from ..solver import LRMultiplier, epoch_multistep
 from ..utils import comm
 from .architect import first_order_grads, unrolled_grads
+from .cost import build_cost_term
 from .data import build_pk_loader, split_per_identity, subset
 from .hooks import GenotypeHook
 
@@ -46,8 +47,9 @@ class SearchTrainer(DefaultTrainer):
         self.checkpointer.add_checkpointable("arch_scheduler", self.arch_scheduler)
         self.register_hooks([hooks.LRScheduler(self.arch_optimizer, self.arch_scheduler, name="arch_lr")],
                             before=hooks.EvalHook)
+        self.cost_term = build_cost_term(cfg, self.supernet)  # SEARCH.COST (None: the paper's search)
         self.register_hooks([GenotypeHook(self.supernet, cfg.OUTPUT_DIR, cfg.SEARCH.GENOTYPE_PERIOD,
-                                          authors_format=cfg.SEARCH.AUTHORS_FORMAT,
+                                          authors_format=cfg.SEARCH.AUTHORS_FORMAT, cost=self.cost_term,
                                           meta={"search": f"{cfg.SEARCH.MODE} (k={cfg.SEARCH.TOPK})",
                                                 "datasets": list(cfg.DATASETS.NAMES)})],
                             before=hooks.PeriodicWriter)
@@ -142,6 +144,8 @@ class SearchTrainer(DefaultTrainer):
         else:
             arch_losses = module(arch_data)
             grads = first_order_grads(sum(arch_losses.values()), alphas)
+        if self.cost_term is not None:  # + the gradient of the budget penalty (search/cost.py)
+            grads = self.cost_term.add_to_grads(grads, alphas, arch_losses, self.storage)
         if comm.get_world_size() > 1:
             for g in grads:
                 dist.all_reduce(g)

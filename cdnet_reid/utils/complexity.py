@@ -11,15 +11,16 @@ def count_parameters(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def inference_parameters(model: nn.Module, inputs: torch.Tensor) -> int:
+def inference_parameters(model: nn.Module, inputs) -> int:
     """Parameters of the modules that actually run in ``model.eval()(inputs)`` (e.g. a re-ID
-    embedding skips the classifiers and FC blocks; the paper reports this number for re-ID)."""
+    embedding skips the classifiers and FC blocks; the paper reports this number for re-ID).
+    ``inputs``: a tensor, or a tuple of positional tensors."""
     used = set()
     hooks = [m.register_forward_hook(lambda mod, i, o: used.add(mod)) for m in model.modules()
              if not list(m.children())]
     was_training = model.training
     try:
-        model.eval()(inputs)
+        model.eval()(*inputs) if isinstance(inputs, tuple) else model.eval()(inputs)
     finally:
         model.train(was_training)
         for h in hooks:

@@ -10,7 +10,10 @@ Two on-disk formats are read:
   ``space`` is ``"cdnet"`` (entries ``[k1, k2, r]``, 12 candidates) or ``"cnet"`` (``[k1, k2]``,
   6 candidates); ``ops`` are the candidate indices of ``layers`` (redundant, checked on load);
   ``alphas`` are the architecture logits the genotype was derived from (optional); ``meta`` is
-  free-form (source, epoch, ...).
+  free-form (source, epoch, ...). Optional ``"cost"`` (written only by a search for a budget):
+  ``{"kind": "latency" | "macs" | "params", "unit": str, "target": number, "predicted": number,
+  "expected": number (optional), "table": str | null}``: the budget, the cost the search's cost
+  table predicts for this genotype's network, E[cost] under softmax(alphas), and the table file.
 * **the authors'** (``{"layers": [...], "alphas1": [...]}``, written as ``json.dumps(indent=4)``
   without a trailing newline), as shipped with the original code.
 
@@ -55,6 +58,7 @@ class Genotype:
     layers: List[Tuple[int, ...]]
     alphas: Optional[List[List[float]]] = None
     meta: Dict[str, Any] = field(default_factory=dict)
+    cost: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
         self.layers = [tuple(int(k) for k in e) for e in self.layers]
@@ -77,6 +81,8 @@ class Genotype:
         if num_layers is not None and len(self.layers) != num_layers:
             raise GenotypeError(f"the genotype has {len(self.layers)} layers but the network has "
                                 f"{num_layers} searchable layers (sum of MODEL.BACKBONE.STAGES)")
+        if self.cost is not None:
+            validate_cost_record(self.cost)
         if self.alphas is not None:
             if len(self.alphas) != len(self.layers) or any(len(r) != len(table) for r in self.alphas):
                 raise GenotypeError(f"alphas must be {len(self.layers)}×{len(table)} for this "
@@ -84,9 +90,12 @@ class Genotype:
 
     def to_dict(self) -> Dict[str, Any]:
         """Our format, as plain data (also what checkpoints store)."""
-        return {"format": FORMAT, "version": VERSION, "space": self.space,
-                "layers": [list(e) for e in self.layers], "ops": self.ops,
-                "alphas": self.alphas, "meta": dict(self.meta)}
+        d = {"format": FORMAT, "version": VERSION, "space": self.space,
+             "layers": [list(e) for e in self.layers], "ops": self.ops,
+             "alphas": self.alphas, "meta": dict(self.meta)}
+        if self.cost is not None:
+            d["cost"] = dict(self.cost)
+        return d
 
     def to_authors_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"layers": [list(e) for e in self.layers]}
@@ -106,7 +115,7 @@ class Genotype:
             if d.get("version", 0) > VERSION:
                 raise GenotypeError(f"{source}: genotype format version {d['version']} is newer than "
                                     f"this code understands ({VERSION}); upgrade cdnet-reid")
-            geno = cls(d.get("space", ""), layers, d.get("alphas"), d.get("meta") or {})
+            geno = cls(d.get("space", ""), layers, d.get("alphas"), d.get("meta") or {}, d.get("cost"))
             if "ops" in d and list(d["ops"]) != geno.ops:
                 raise GenotypeError(f"{source}: 'ops' {d['ops']} disagree with 'layers' {geno.ops}")
             return geno
@@ -128,6 +137,20 @@ class Genotype:
         rows = [[float(v) for v in r] for r in alphas]
         layers = [table[max(range(len(r)), key=lambda j: (r[j], -j))] for r in rows]
         return cls(space, layers, rows, dict(meta or {}))
+
+
+#: Kinds of the optional ``cost`` record.
+COST_KINDS = ("latency", "macs", "params")
+
+
+def validate_cost_record(cost: Any) -> None:
+    """Check the optional ``cost`` record of a genotype (see the module docstring)."""
+    if not isinstance(cost, dict) or cost.get("kind") not in COST_KINDS:
+        raise GenotypeError(f"'cost' must be an object with 'kind' one of {COST_KINDS}, got {cost!r}")
+    for key in ("target", "predicted") + (("expected",) if "expected" in cost else ()):
+        v = cost.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise GenotypeError(f"'cost.{key}' must be a number >= 0, got {v!r}")
 
 
 def resolve_genotype_path(name: str, config_dir: Optional[str] = None) -> str:

@@ -1,0 +1,178 @@
+"""A search for a budget: the expected-cost penalty of the architecture step (``SEARCH.COST``).
+
+The expected cost of the network under the architecture distribution is, as in ProxylessNAS
+(Cai et al., ICLR 2019, Sec. 3.3, "E[LAT] = sum_j sum_i p_i^j F(o_i^j)")::
+
+    E[cost] = fixed + sum over layers l of  softmax(alpha_l) . cost_l
+
+with ``cost_l`` the costs of layer l's candidates in a cost table (:mod:`.cost_table`) and
+``fixed`` the non-searchable parts (stem, DownSamples, head). In top-k mode only k candidates run
+in a step, but the penalty uses the same expectation over softmax(alpha) (the distribution the
+derived genotype, its argmax, is taken from), so it is the same term in both modes.
+
+The architecture loss becomes::
+
+    L_arch = CE_arch + WEIGHT * max(0, E[cost] / TARGET - 1)
+
+ProxylessNAS adds ``lambda * E[LAT]`` (no target: it keeps pushing the cost down whatever the
+budget); MnasNet (Tan et al., CVPR 2019, Sec. 3, the hard-constraint setting alpha = 0,
+beta = -1) penalises the cost only above the target T. This is the additive form of that
+hard constraint on ProxylessNAS' expectation: zero below the budget, so the accuracy term alone
+decides among the architectures that fit it, and a gradient that pushes softmax(alpha) toward
+cheaper candidates, in proportion to how much cheaper, as long as the budget is exceeded. We
+chose it over FBNet's multiplicative ``CE * a * log(LAT)^b`` (Wu et al., CVPR 2019, eq. 2),
+which has no target either (its a and b must be tuned per budget until the search lands under
+it), and over MnasNet's soft ``(LAT/T)^w``, which also rewards going below T. Since the term
+depends on alpha only, its gradient is added to the architecture gradient (first-order or
+unrolled) as it is.
+
+Config (:func:`add_search_cost_config`), off by default so the paper's search is unchanged:
+
+* ``SEARCH.COST.KIND``: ``""`` (off), ``"latency"``, ``"macs"`` or ``"params"``;
+* ``SEARCH.COST.TABLE``: a cost table file (``cdnet-reid latency-table``); required for latency;
+  for macs/params, empty computes the table from the search's own network;
+* ``SEARCH.COST.TARGET``: the whole network's budget in the kind's unit: milliseconds per image
+  at the table's batch size, MACs (of convolutions and linear layers), or parameters;
+* ``SEARCH.COST.WEIGHT``: lambda above.
+"""
+
+import logging
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..config import CfgNode, ConfigError
+from ..modeling.cdnet.genotype import Genotype
+from .cost_table import KINDS, CostTableError, build_cost_table, cost_matrix, load_cost_table
+
+logger = logging.getLogger(__name__)
+
+
+def add_search_cost_config(cfg: CfgNode) -> None:
+    """Add the ``SEARCH.COST`` keys (documented here) to ``cfg``, which has a ``SEARCH`` section."""
+    if "COST" in cfg.SEARCH:
+        return
+    cfg.SEARCH.COST = CfgNode()
+    # "" (off: the paper's search), "latency", "macs" or "params": the cost whose expectation
+    # under softmax(alpha) is penalised above SEARCH.COST.TARGET in the architecture step.
+    cfg.SEARCH.COST.KIND = ""
+    # Cost table JSON (cdnet-reid latency-table): per layer and candidate latency / MACs / params.
+    # Required for "latency"; for "macs"/"params" empty means: computed from the search's network.
+    cfg.SEARCH.COST.TABLE = ""
+    # Budget of the whole network in the kind's unit: ms per image at the table's batch size,
+    # MACs (convolutions and linear layers), or parameters (of the modules run in eval mode).
+    cfg.SEARCH.COST.TARGET = 0.0
+    # lambda of the penalty lambda * max(0, E[cost] / TARGET - 1). With 1.0 the accuracy term
+    # outweighs it in a tiny search (E[cost] barely moves); with 10 E[cost] settles at the target.
+    cfg.SEARCH.COST.WEIGHT = 10.0
+
+
+def check_cost_config(cfg: CfgNode) -> Optional[str]:
+    """The cost kind of ``cfg.SEARCH.COST`` (None when off); :class:`ConfigError` on a
+    contradiction or a bad value."""
+    c = cfg.SEARCH.COST
+    if c.KIND == "":
+        if c.TABLE or c.TARGET:
+            raise ConfigError(f"SEARCH.COST.KIND is empty (no cost term) but SEARCH.COST."
+                              f"{'TABLE' if c.TABLE else 'TARGET'} is set: set SEARCH.COST.KIND to one "
+                              f"of {list(KINDS)} or leave it unset")
+        return None
+    if c.KIND not in KINDS:
+        raise ConfigError(f"SEARCH.COST.KIND must be '' or one of {list(KINDS)}, got {c.KIND!r}")
+    if not c.TARGET > 0:
+        raise ConfigError(f"SEARCH.COST.TARGET must be > 0 ({KINDS[c.KIND][1]} of the whole network) "
+                          f"with SEARCH.COST.KIND {c.KIND}, got {c.TARGET}")
+    if not c.WEIGHT > 0:
+        raise ConfigError(f"SEARCH.COST.WEIGHT must be > 0, got {c.WEIGHT}")
+    if c.KIND == "latency" and not c.TABLE:
+        raise ConfigError("SEARCH.COST.KIND latency needs SEARCH.COST.TABLE (build one with "
+                          "cdnet-reid latency-table on the target machine)")
+    return c.KIND
+
+
+class CostTerm(nn.Module):
+    """``weight * max(0, E[cost] / target - 1)`` of the architecture logits (see the module
+    docstring). ``costs`` (L x N) are the per-layer candidate costs, ``fixed`` the rest."""
+
+    def __init__(self, kind: str, fixed: float, costs: Sequence[Sequence[float]], target: float,
+                 weight: float, table: str = "", space: str = ""):
+        super().__init__()
+        self.kind, self.unit = kind, KINDS[kind][1]
+        self.fixed, self.target, self.weight = float(fixed), float(target), float(weight)
+        self.table, self.space = table, space
+        self.register_buffer("costs", torch.tensor(costs, dtype=torch.float64), persistent=False)
+
+    def expected(self, alphas: Tensor) -> Tensor:
+        """E[cost] under softmax(alphas) (alphas: L x N)."""
+        if alphas.shape != self.costs.shape:
+            raise ValueError(f"the cost table has {tuple(self.costs.shape)} layers x candidates, the "
+                             f"architecture logits are {tuple(alphas.shape)}")
+        p = torch.softmax(alphas, dim=-1)
+        return self.fixed + (p * self.costs.to(p)).sum()
+
+    def forward(self, alphas: Tensor) -> Tensor:
+        """The penalty."""
+        return self.weight * torch.relu(self.expected(alphas) / self.target - 1.0)
+
+    def add_to_grads(self, grads: List[Tensor], alphas: Sequence[Tensor], losses: Dict[str, Tensor],
+                     storage=None) -> List[Tensor]:
+        """``grads`` (of the architecture loss w.r.t. ``alphas``) plus the penalty's gradient; the
+        penalty goes into ``losses`` as ``loss_cost`` and E[cost] into ``storage``
+        (``arch/cost_expected``, in the kind's unit)."""
+        if len(alphas) != 1:
+            raise ValueError(f"the cost term needs one logit matrix, got {len(alphas)}")
+        alpha = alphas[0]
+        with torch.enable_grad():
+            penalty = self(alpha)
+            (g,) = torch.autograd.grad(penalty, [alpha])
+        losses["loss_cost"] = penalty.detach().to(alpha.dtype)
+        if storage is not None:
+            storage.put_scalar("arch/cost_expected", float(self.expected(alpha.detach())), smoothing_hint=False)
+        return [grads[0] + g.to(grads[0].dtype)] + list(grads[1:])
+
+    def record(self, genotype: Genotype, alphas: Optional[Tensor] = None) -> Dict[str, Any]:
+        """The ``cost`` entry of a genotype file: kind, unit, target, the cost the table predicts
+        for ``genotype`` (its network: fixed + its candidates) and E[cost] under ``alphas``."""
+        fixed = self.fixed
+        predicted = fixed + sum(float(self.costs[l, j]) for l, j in enumerate(genotype.ops))
+        out = {"kind": self.kind, "unit": self.unit, "target": self.target, "predicted": predicted,
+               "table": self.table or None}
+        if alphas is not None:
+            out["expected"] = float(self.expected(alphas.detach().double().cpu()))
+        return out
+
+
+def build_cost_term(cfg: CfgNode, supernet) -> Optional[CostTerm]:
+    """The :class:`CostTerm` of ``cfg.SEARCH.COST`` for ``supernet`` (None when off)."""
+    kind = check_cost_config(cfg)
+    if kind is None:
+        return None
+    c = cfg.SEARCH.COST
+    if c.TABLE:
+        table = load_cost_table(c.TABLE, kind)
+        source = c.TABLE
+    else:
+        logger.info("SEARCH.COST.TABLE is empty: computing the %s of every candidate from the search's network", kind)
+        table = build_cost_table(cfg, measure_latency=False)
+        source = ""
+    num_layers, num_cands = tuple(supernet.arch_parameters()[0].shape)
+    if table["space"] != supernet.space or len(table["layers"]) != num_layers:
+        raise CostTableError(f"cost table {c.TABLE}: it is for {len(table['layers'])} {table['space']} layers, "
+                             f"the supernet has {num_layers} {supernet.space} layers (SEARCH.COST.TABLE)")
+    if c.TABLE and (list(table.get("input_size") or []) != list(cfg.INPUT.SIZE_TEST)
+                    or table.get("width_mult") != cfg.MODEL.BACKBONE.WIDTH_MULT):
+        logger.info("The cost table %s was measured at input %s and width %s; the search runs at %s and %s "
+                    "(the budget is that of the table's network)", c.TABLE, table.get("input_size"),
+                    table.get("width_mult"), list(cfg.INPUT.SIZE_TEST), cfg.MODEL.BACKBONE.WIDTH_MULT)
+    fixed, costs = cost_matrix(table, kind)
+    term = CostTerm(kind, fixed, costs, c.TARGET, c.WEIGHT, table=source, space=table["space"])
+    lo = fixed + sum(min(r) for r in costs)
+    hi = fixed + sum(max(r) for r in costs)
+    logger.info("Search for a budget: %s <= %g %s (the table's networks range from %g to %g); penalty "
+                "%g * max(0, E[cost]/target - 1)", kind, c.TARGET, term.unit, lo, hi, c.WEIGHT)
+    if c.TARGET < lo:
+        raise ConfigError(f"SEARCH.COST.TARGET {c.TARGET:g} {term.unit} is below the cheapest network of the "
+                          f"space ({lo:g}): no genotype can meet it")
+    return term
+
