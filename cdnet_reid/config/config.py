@@ -143,6 +143,12 @@ class CfgNode(_FvcoreCfgNode):
             raise ConfigError(f"in command-line overrides: {_message(e)}") from e
 
 
+def override_keys(opts: Sequence[Any]) -> List[str]:
+    """The keys of a ``KEY VALUE ...`` override list (what the user set explicitly)."""
+    items = [x for x in opts or [] if x != "--"]
+    return [str(k) for k in items[0::2]]
+
+
 def _base_path(base: str, including_file: str) -> str:
     """Where a ``_BASE_`` entry points: fvcore's rule (relative to the including file)."""
     if base.startswith("~"):

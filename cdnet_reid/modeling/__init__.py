@@ -32,6 +32,9 @@ def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
     return model
 
 
-__all__ = ["GlobalBatchNorm", "convert_sync_batchnorm", "BACKBONE_REGISTRY", "HEAD_REGISTRY",
+from .load import ModelConfigMismatchError, inference_config, load_model, resolve_model_config  # noqa: E402
+
+__all__ = ["ModelConfigMismatchError", "inference_config", "load_model", "resolve_model_config",
+           "GlobalBatchNorm", "convert_sync_batchnorm", "BACKBONE_REGISTRY", "HEAD_REGISTRY",
            "META_ARCH_REGISTRY", "Backbone", "ShapeSpec",
            "build_backbone", "build_head", "build_model"]
