@@ -29,7 +29,6 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import importlib.util  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Callable  # noqa: E402
@@ -39,6 +38,7 @@ import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from cdnet_reid.evaluation import rank  # noqa: E402
+from cdnet_reid.utils.benchmark import current_rss_mb, peak_rss_mb  # noqa: E402
 
 # name: (num_query, num_gallery, num_test_ids, num_cams, default modes)
 SIZES = {
@@ -46,22 +46,16 @@ SIZES = {
     "msmt17": (11659, 82161, 3060, 15, ("features", "distmat")),
 }
 MB = 1024.0 * 1024.0
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def current_rss() -> float:
-    """Current resident set size in bytes (Linux /proc; falls back to ru_maxrss)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except OSError:
-        return max_rss()
+    """Current resident set size in bytes (:func:`cdnet_reid.utils.benchmark.current_rss_mb`)."""
+    return current_rss_mb() * MB
 
 
 def max_rss() -> float:
-    """Process-wide peak RSS in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(r if sys.platform == "darwin" else r * 1024)
+    """Process peak RSS in bytes (:func:`cdnet_reid.utils.benchmark.peak_rss_mb`)."""
+    return peak_rss_mb() * MB
 
 
 class PeakRSS:

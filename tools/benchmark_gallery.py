@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from cdnet_reid.apps.search_gallery import exact_topk  # noqa: E402
+from cdnet_reid.evaluation.gallery_search import exact_topk  # noqa: E402
 
 
 def clustered(n: int, dim: int, clusters: int, rng, spread: float = 0.35) -> np.ndarray:

@@ -12,7 +12,6 @@ gradients for α only.
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -73,7 +72,9 @@ def one_mode(args) -> dict:
             t0 = time.perf_counter()
             trainer.run_step()
             times.append(time.perf_counter() - t0)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from cdnet_reid.utils.benchmark import peak_rss_mb
+
+    peak_mb = peak_rss_mb()
     return {"mode": args.mode, "median_s": statistics.median(times), "min_s": min(times), "peak_mb": peak_mb}
 
 

@@ -8,7 +8,6 @@ defined here once, so it means the same thing everywhere.
 ``--size H W``      the model's input height and width
 ``--runtime R``     inference runtime: ``torch`` (the checkpoint) or ``onnxruntime`` (an exported
                     ``.onnx``: ``--onnx FILE`` sets both)
-``--input-format``  colour order of array inputs, ``RGB`` or ``BGR``
 ==================  ==============================================================================
 
 Renamed flags keep their old spelling for one release as a deprecated alias: it still works and
@@ -20,12 +19,12 @@ import logging
 from typing import Optional, Sequence
 
 from ..engine.defaults import OneLineArgumentParser, add_config_arguments, setup_tool_cfg
-from ..engine.predictor import INPUT_FORMATS, RUNTIMES
+from ..engine.predictor import RUNTIMES
 
 logger = logging.getLogger("cdnet_reid")
 
 __all__ = ["add_flag", "add_output", "add_output_dir", "add_runtime", "add_size", "add_topk",
-           "tool_parser", "add_config_arguments", "setup_tool_cfg", "model_options"]
+           "tool_parser", "add_config_arguments", "setup_tool_cfg", "load_tool_model", "model_options"]
 
 
 def tool_parser(prog: Optional[str], doc: Optional[str]) -> argparse.ArgumentParser:
@@ -107,4 +106,22 @@ def model_options(args) -> dict:
                 fill_from_checkpoint=not args.config_file, explicit=override_keys(args.opts))
 
 
-assert set(INPUT_FORMATS) == {"RGB", "BGR"}
+
+def load_tool_model(cfg, args, *, device: Optional[str] = None):
+    """``(model, cfg)`` of a tool: the checkpoint ``MODEL.WEIGHTS`` rebuilt by
+    :func:`~cdnet_reid.modeling.load_model` under the command line's config rule
+    (:func:`model_options`), in eval mode; without ``MODEL.WEIGHTS`` the config's model with
+    random weights (a warning says so)."""
+    from ..modeling import build_model, load_model
+
+    if cfg.MODEL.WEIGHTS:
+        opts = model_options(args)
+        return load_model(cfg, fill_from_checkpoint=opts["fill_from_checkpoint"], explicit=opts["explicit"],
+                          device=device)
+    logger.warning("MODEL.WEIGHTS is empty: the model is randomly initialised")
+    if device is not None:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.DEVICE = device
+        cfg.freeze()
+    return build_model(cfg).eval(), cfg
