@@ -47,7 +47,7 @@ COMMANDS = {
                         "a genotype drawn uniformly from a search space"),
     "search-pipeline": ("cdnet_reid.apps.search_pipeline", "main",
                         "search, then train the searched, the paper's and random genotypes; one table"),
-    "configs": ("cdnet_reid.cli", "configs", "list the configs shipped with the package"),
+    "configs": ("cdnet_reid.apps.configs", "main", "list the configs shipped with the package"),
 }
 
 EVAL_EPILOG = """Examples:
@@ -84,18 +84,6 @@ def evaluate(argv: Sequence[str], prog: str):
                             "checkpoint of OUTPUT_DIR) on DATASETS.TESTS.")
 
 
-def configs(argv: Sequence[str], prog: str):
-    """Print the shipped config names (usable as ``--config-file NAME`` from any folder)."""
-    from .apps.args import tool_parser
-    from .config.packaged import configs_folder, list_configs
-
-    tool_parser(prog, configs.__doc__).parse_args(argv)
-    folder = configs_folder()
-    print(f"configs shipped with cdnet-reid {__version__} ({folder}):")
-    for name in list_configs():
-        print(f"  {name}")
-
-
 def _usage() -> str:
     lines = [__doc__.strip(), "", "commands:"]
     lines += [f"  {name:<16} {summary}" for name, (_, _, summary) in COMMANDS.items()]
@@ -114,8 +102,13 @@ def run_command(command: str, argv: Sequence[str], prog: Optional[str] = None) -
     try:
         getattr(importlib.import_module(module), function)(list(argv), prog or f"cdnet-reid {command}")
     except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
+    except SystemExit as e:  # --help (0), a usage error already printed (2), an interrupted run (75)
+        if isinstance(e.code, str):
+            print("error: " + " ".join(e.code.split()), file=sys.stderr)
+            return 2
+        return e.code or 0
     return 0
 
 

@@ -134,6 +134,12 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
 
     args.search_config = resolve_config_file(args.search_config)
     args.train_config = resolve_config_file(args.train_config)
+    for flag_name, path in (("--search-config", args.search_config), ("--train-config", args.train_config)):
+        if not os.path.isfile(path):  # before any step starts
+            raise ConfigError(f"{flag_name} {path}: config file not found "
+                              "(`cdnet-reid configs` lists the shipped ones)")
+    if args.search_genotype and not os.path.isfile(args.search_genotype):
+        raise ConfigError(f"--search-genotype {args.search_genotype}: no such file")
 
     out = os.path.abspath(args.output_dir)
     os.makedirs(os.path.join(out, "genotypes"), exist_ok=True)

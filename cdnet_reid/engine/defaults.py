@@ -30,14 +30,14 @@ from .launch import launch
 from ..utils.checkpoint import CheckpointError
 from ..utils.file_io import InputFileError, remove_stale_temp_files
 from ..data.datasets.layout import DatasetLayoutError
-from ..modeling.cdnet.genotype import GenotypeError
 from .run_record import RunFolderError, RunLock, check_output_dir, resolve_seed, write_config, write_env
 from .train_loop import EXIT_INTERRUPTED, TrainingInterrupted
 from .trainer import TRAINER_REGISTRY, ResumeMismatchError
 
 #: Errors caused by the command line, the config or the files it names (reported in one line).
+#: (ConfigError covers the model's: a genotype file, a config contradicting a checkpoint.)
 USER_ERRORS = (ConfigError, CheckpointError, RunFolderError, ResumeMismatchError, InputFileError,
-               DatasetLayoutError, GenotypeError)
+               DatasetLayoutError)
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import CfgNode, ConfigError, get_cfg
 from ..utils.checkpoint import Checkpointer, read_checkpoint
+from .build import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def load_model(cfg_or_checkpoint: Union[CfgNode, str, os.PathLike], *, fill_from
         cfg.MODEL.DEVICE = device
     cfg.freeze()
     if build is None:
-        from . import build_model as build
+        build = build_model
     model = build(cfg, stored=stored)
     Checkpointer(model).load_model_weights(stored, path)
     model.eval()
