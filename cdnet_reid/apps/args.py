@@ -92,10 +92,10 @@ def add_runtime(parser):
 
 def model_options(args) -> dict:
     """The keyword arguments of :func:`~cdnet_reid.engine.predictor.create_predictor` given by the
-    command line: the runtime, the model file, and the config rule (without ``--config-file`` the
-    checkpoint / exported file defines the model and its input; keys set as ``KEY VALUE``
-    overrides are used as given)."""
-    from ..config import ConfigError, override_keys
+    command line: the runtime, the model file, and the config rule (the checkpoint / exported
+    file defines the model and its input; the keys the ``--config-file`` sets must agree with it;
+    keys set as ``KEY VALUE`` overrides are used as given)."""
+    from ..config import ConfigError, config_file_keys, override_keys
 
     runtime = getattr(args, "runtime", None) or ("onnxruntime" if getattr(args, "onnx", "") else "torch")
     if runtime == "onnxruntime" and not getattr(args, "onnx", ""):
@@ -103,7 +103,7 @@ def model_options(args) -> dict:
     if runtime == "torch" and getattr(args, "onnx", ""):
         raise ConfigError(f"--onnx {args.onnx} runs in onnxruntime: leave out --runtime torch")
     return dict(runtime=runtime, model_file=getattr(args, "onnx", ""),
-                fill_from_checkpoint=not args.config_file, explicit=override_keys(args.opts))
+                config_keys=config_file_keys(args.config_file), explicit=override_keys(args.opts))
 
 
 
@@ -116,7 +116,7 @@ def load_tool_model(cfg, args, *, device: Optional[str] = None):
 
     if cfg.MODEL.WEIGHTS:
         opts = model_options(args)
-        return load_model(cfg, fill_from_checkpoint=opts["fill_from_checkpoint"], explicit=opts["explicit"],
+        return load_model(cfg, config_keys=opts["config_keys"], explicit=opts["explicit"],
                           device=device)
     logger.warning("MODEL.WEIGHTS is empty: the model is randomly initialised")
     if device is not None:

@@ -107,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     args = parser.parse_args(argv)
     cfg = setup_tool_cfg(args)
     opts = model_options(args)
-    model, cfg = DefaultTrainer.load_model_for_eval(cfg, fill_from_checkpoint=opts["fill_from_checkpoint"],
+    model, cfg = DefaultTrainer.load_model_for_eval(cfg, config_keys=opts["config_keys"],
                                                     explicit=opts["explicit"])
     written = []
     for name in args.dataset or cfg.DATASETS.TESTS:

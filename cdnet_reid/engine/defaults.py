@@ -19,7 +19,7 @@ from typing import Callable, List, Optional, Sequence, Type
 
 import torch
 
-from ..config import CfgNode, ConfigError, get_cfg, override_keys
+from ..config import CfgNode, ConfigError, config_file_keys, get_cfg, override_keys
 from ..config.packaged import resolve_config_file
 from ..utils import comm
 from ..utils.env import collect_env_info, seed_all_rng, setup_cpu_allocator
@@ -226,7 +226,7 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
         cfg.freeze()
         # the checkpoint defines the model and its input; a config file must agree with it
         model, cfg = trainer_cls.load_model_for_eval(
-            cfg, resume=args.resume, fill_from_checkpoint=not args.config_file,
+            cfg, resume=args.resume, config_keys=config_file_keys(args.config_file),
             explicit=override_keys(args.opts))
         # an evaluation must not overwrite the record of the training run in the same folder
         write_config(cfg, "config_eval.yaml")

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..config import ConfigError, get_cfg
+from ..config import ConfigError, config_file_keys, get_cfg
 from ..config.packaged import resolve_config_file
 from .predictor import ImageLike, _is_single_image, check_input_format, create_predictor
 
@@ -55,7 +55,8 @@ class FeatureExtractor:
             cfg.MODEL.WEIGHTS = weights
         keys = [str(k) for k in list(overrides)[0::2]]
         self.predictor = create_predictor(cfg, runtime=runtime, model_file=weights if runtime != "torch" else "",
-                                          input_format=input_format, fill_from_checkpoint=not config_file,
+                                          input_format=input_format,
+                                          config_keys=config_file_keys(resolve_config_file(config_file or "")),
                                           explicit=keys)
         self.cfg = self.predictor.cfg
         self.input_format = input_format

@@ -43,7 +43,8 @@ class DefaultPredictor:
       (weights only; architecture, classifier size and genotype as the checkpoint records them),
       in eval mode on ``MODEL.DEVICE``. ``cfg`` must agree with the checkpoint on every key that
       changes the embeddings (input size, architecture, ...), except the keys of ``explicit``;
-      with ``fill_from_checkpoint`` the checkpoint's values are used instead. An empty
+      with ``config_keys`` only on those keys (the ones a config file sets), the checkpoint
+      giving the others (see :func:`~cdnet_reid.modeling.resolve_model_config`). An empty
       ``MODEL.WEIGHTS`` gives a randomly initialised model (with a warning);
     * every image is converted to RGB and resized by the test transform (``INPUT.SIZE_TEST``),
       so crops of any size can be mixed; numpy arrays and tensors are in ``input_format`` colour
@@ -69,12 +70,12 @@ class DefaultPredictor:
         return super().__new__(cls)
 
     def __init__(self, cfg, onnx_path: Optional[str] = None, *, input_format: str = "RGB",
-                 fill_from_checkpoint: bool = False, explicit: Sequence[str] = ()):
+                 config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()):
         if onnx_path is not None:
             raise TypeError(f"{type(self).__name__} runs a PyTorch model; use OnnxPredictor for an .onnx file")
         self.input_format = check_input_format(input_format)
         if cfg.MODEL.WEIGHTS:
-            self.model, self.cfg = load_model(cfg, fill_from_checkpoint=fill_from_checkpoint,
+            self.model, self.cfg = load_model(cfg, config_keys=config_keys,
                                               explicit=explicit, build=self.build_model)
         else:
             logger.warning("MODEL.WEIGHTS is empty: the predictor uses a randomly initialised model")
@@ -132,7 +133,8 @@ class OnnxPredictor(DefaultPredictor):
 
     The graph already holds what the evaluator computes after resizing (pixel normalisation,
     the flip average and the L2 normalisation it was exported with, see
-    :mod:`cdnet_reid.export.onnx`); its metadata gives the input size. ``cfg`` (optional) gives
+    :mod:`cdnet_reid.export.onnx`); its metadata gives the input size (``size_from_file``: it
+    replaces ``cfg``'s INPUT.SIZE_TEST). ``cfg`` (optional) gives
     the test transform (``INPUT.SIZE_TEST`` must equal the file's input size), the batch size
     (``TEST.IMS_PER_BATCH``) and ``TEST.FEAT_NORM`` (applied when the graph does not
     normalise). ``threads``: onnxruntime intra-op threads (0 = ``torch.get_num_threads()``);
@@ -145,7 +147,8 @@ class OnnxPredictor(DefaultPredictor):
     """
 
     def __init__(self, cfg=None, onnx_path: Optional[str] = None, *, threads: int = 0,
-                 providers: Optional[Sequence[str]] = None, input_format: str = "RGB"):
+                 providers: Optional[Sequence[str]] = None, input_format: str = "RGB",
+                 size_from_file: bool = False):
         if onnx_path is None and isinstance(cfg, (str, os.PathLike)):  # OnnxPredictor("m.onnx")
             cfg, onnx_path = None, cfg
         if onnx_path is None:
@@ -169,8 +172,9 @@ class OnnxPredictor(DefaultPredictor):
         inp = self.session.get_inputs()[0]
         self.input_name, self.output_name = inp.name, self.session.get_outputs()[0].name
         size = _onnx_input_size(self.metadata, inp.shape)
-        if cfg is None:
-            cfg = get_cfg()
+        if cfg is None or size_from_file:
+            cfg = get_cfg() if cfg is None else cfg.clone()
+            cfg.defrost()
             if size is None:
                 raise ConfigError(f"{self.onnx_path} records no input size: pass a config with INPUT.SIZE_TEST")
             cfg.INPUT.SIZE_TEST = list(size)
@@ -206,24 +210,21 @@ RUNTIMES = ("torch", "onnxruntime")
 
 
 def create_predictor(cfg, *, runtime: str = "torch", model_file: str = "", input_format: str = "RGB",
-                     fill_from_checkpoint: bool = False, explicit: Sequence[str] = ()) -> DefaultPredictor:
+                     config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()
+                     ) -> DefaultPredictor:
     """The predictor of ``runtime``: "torch" runs the checkpoint ``MODEL.WEIGHTS`` of ``cfg``
     (:class:`DefaultPredictor`); "onnxruntime" runs the exported ``model_file``
-    (:class:`OnnxPredictor`; with ``fill_from_checkpoint`` the file's own settings are used,
-    ``cfg`` gives only the batch size). The one place runtimes are chosen."""
+    (:class:`OnnxPredictor`: the file's input size unless the user chose INPUT.SIZE_TEST, which
+    must then match). ``config_keys`` / ``explicit``: the keys the user chose, see
+    :func:`~cdnet_reid.modeling.resolve_model_config`. The one place runtimes are chosen."""
     if runtime == "torch":
-        return DefaultPredictor(cfg, input_format=input_format, fill_from_checkpoint=fill_from_checkpoint,
-                                explicit=explicit)
+        return DefaultPredictor(cfg, input_format=input_format, config_keys=config_keys, explicit=explicit)
     if runtime == "onnxruntime":
         if not model_file:
             raise ConfigError("runtime onnxruntime needs an exported .onnx model file")
-        onnx_cfg = None
-        if fill_from_checkpoint:  # the file's input size and flip; the config's batch size
-            from ..config import get_cfg
-
-            onnx_cfg = get_cfg()
-            onnx_cfg.TEST.IMS_PER_BATCH = cfg.TEST.IMS_PER_BATCH
-        return OnnxPredictor(onnx_cfg if fill_from_checkpoint else cfg, model_file, input_format=input_format)
+        chosen = None if config_keys is None else {*config_keys, *explicit}
+        return OnnxPredictor(cfg, model_file, input_format=input_format,
+                             size_from_file=chosen is not None and "INPUT.SIZE_TEST" not in chosen)
     raise ConfigError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
 
 

@@ -359,15 +359,14 @@ class DefaultTrainer(SimpleTrainer):
         return cls.load_model_for_eval(cfg, resume=resume)[0]
 
     @classmethod
-    def load_model_for_eval(cls, cfg, resume: bool = False, *, fill_from_checkpoint: bool = False,
-                            explicit=()) -> tuple:
+    def load_model_for_eval(cls, cfg, resume: bool = False, *, config_keys=None, explicit=()) -> tuple:
         """``(model, cfg)``: the model with trained weights, ``MODEL.WEIGHTS`` or with ``resume``
         the last checkpoint of ``OUTPUT_DIR``, rebuilt by :func:`~cdnet_reid.modeling.load_model`
         from what the checkpoint stores (its inference config, genotype, number of classes), and
-        the config to evaluate it with. ``fill_from_checkpoint`` and ``explicit``: see
+        the config to evaluate it with. ``config_keys`` and ``explicit``: see
         :func:`~cdnet_reid.modeling.resolve_model_config`."""
         path = (find_last_checkpoint(cfg.OUTPUT_DIR) if resume else None) or cfg.MODEL.WEIGHTS
         if not path:
             raise ConfigError("evaluation needs MODEL.WEIGHTS (or a checkpoint in OUTPUT_DIR to resume from)")
-        return load_model(cfg, checkpoint=path, fill_from_checkpoint=fill_from_checkpoint,
+        return load_model(cfg, checkpoint=path, config_keys=config_keys,
                           explicit=explicit, build=cls.build_model)

@@ -6,10 +6,11 @@ input size, the pixel normalisation, flip averaging, feature normalisation, the 
 as ``"inference_config"`` (older checkpoints store the whole config as ``"config"``: the same keys
 are read from it). So a checkpoint alone is enough to compute the embeddings it was trained for.
 
-With a config given as well, the two must agree on every key that changes the embeddings
-(all but :data:`UNCHECKED_KEYS`): a contradiction raises :class:`ModelConfigMismatchError` naming the key
-and both values, unless the key is in ``explicit`` (set deliberately, e.g. on the command line),
-which is then used and logged.
+With a config given as well, the two must agree on every key of the config that changes the
+embeddings (all but :data:`UNCHECKED_KEYS`; with ``config_keys``, only on the keys the config
+file sets: the others are taken from the checkpoint): a contradiction raises
+:class:`ModelConfigMismatchError` naming the key and both values, unless the key is in
+``explicit`` (set deliberately, e.g. on the command line), which is then used and logged.
 """
 
 import logging
@@ -111,18 +112,21 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def resolve_model_config(cfg: CfgNode, stored: Dict[str, Any], source: str, *,
-                         fill_from_checkpoint: bool, explicit: Iterable[str] = ()) -> CfgNode:
+                         config_keys: Optional[Iterable[str]] = None, explicit: Iterable[str] = ()) -> CfgNode:
     """``cfg`` (a frozen copy) made consistent with the checkpoint ``source`` whose entries are
     ``stored``: the one rule of which value wins.
 
     For every key the checkpoint records (:func:`checkpoint_inference_config`): a key in
-    ``explicit`` keeps ``cfg``'s value (logged when it differs); otherwise, with
-    ``fill_from_checkpoint`` (no config file was given), the checkpoint's value is used; without
-    it a different value of a key not in :data:`UNCHECKED_KEYS` raises :class:`ModelConfigMismatchError`.
+    ``explicit`` keeps ``cfg``'s value (logged when it differs); a key the user chose (every key
+    when ``config_keys`` is None, as for a config built in code; else those of ``config_keys``,
+    the keys a config file sets: none without a file) whose value differs raises
+    :class:`ModelConfigMismatchError` (except :data:`UNCHECKED_KEYS`); any other key takes the
+    checkpoint's value.
     ``MODEL.HEADS.NUM_CLASSES`` 0 becomes the checkpoint's number of classes."""
     cfg = cfg.clone()
     cfg.defrost()
     explicit = set(explicit)
+    chosen = None if config_keys is None else set(config_keys)
     recorded = checkpoint_inference_config(stored, source) or {}
     unknown = sorted(k for k in recorded if not _has(cfg, k))
     if unknown:
@@ -137,13 +141,13 @@ def resolve_model_config(cfg: CfgNode, stored: Dict[str, Any], source: str, *,
         if key in explicit:
             logger.info("%s: using %r as set explicitly; checkpoint %s was trained with %r", key, current,
                         source, value)
-        elif fill_from_checkpoint or key in UNCHECKED_KEYS:
+        elif key in UNCHECKED_KEYS or (chosen is not None and key not in chosen):
             _set(cfg, key, value)
             filled.append(f"{key}={value!r}")
         else:
             raise ModelConfigMismatchError(
                 f"{key} is {_plain(current)!r} in the config but checkpoint {source} was trained with "
-                f"{value!r}: leave the config out to use the checkpoint's settings, or set {key} "
+                f"{value!r}: leave {key} out of the config to use the checkpoint's value, or set it "
                 "explicitly as a KEY VALUE override to use another value")
     if filled:
         logger.info("From checkpoint %s: %s", source, ", ".join(filled))
@@ -153,7 +157,7 @@ def resolve_model_config(cfg: CfgNode, stored: Dict[str, Any], source: str, *,
     return cfg
 
 
-def load_model(cfg_or_checkpoint: Union[CfgNode, str, os.PathLike], *, fill_from_checkpoint: Optional[bool] = None,
+def load_model(cfg_or_checkpoint: Union[CfgNode, str, os.PathLike], *, config_keys: Optional[Iterable[str]] = None,
                explicit: Iterable[str] = (), checkpoint: str = "",
                build: Optional[Callable[..., nn.Module]] = None,
                device: Optional[str] = None) -> Tuple[nn.Module, CfgNode]:
@@ -162,21 +166,20 @@ def load_model(cfg_or_checkpoint: Union[CfgNode, str, os.PathLike], *, fill_from
 
     ``cfg_or_checkpoint``: a checkpoint file (the model is built from what it records, on the
     default config) or a config whose ``MODEL.WEIGHTS`` names the checkpoint (``checkpoint``, if
-    given, is read instead). ``fill_from_checkpoint``: take every inference key from the
-    checkpoint (default: only when given a file); else a config that contradicts the checkpoint
-    raises :class:`ModelConfigMismatchError`, except for the keys of ``explicit``
+    given, is read instead). ``config_keys``: the keys of ``cfg`` the user chose (default: all of
+    them; ``()`` takes every inference key from the checkpoint): a contradiction on one raises
+    :class:`ModelConfigMismatchError`, except for the keys of ``explicit``
     (:func:`resolve_model_config`). ``build(cfg, stored=...)``: the model builder (default
     :func:`~cdnet_reid.modeling.build_model`); ``device`` overrides ``MODEL.DEVICE``."""
     if isinstance(cfg_or_checkpoint, (str, os.PathLike)):
         cfg, path = get_cfg(), os.fspath(cfg_or_checkpoint)
-        fill = True if fill_from_checkpoint is None else fill_from_checkpoint
+        config_keys = () if config_keys is None else config_keys
     else:
         cfg, path = cfg_or_checkpoint, checkpoint or cfg_or_checkpoint.MODEL.WEIGHTS
-        fill = bool(fill_from_checkpoint)
     if not path:
         raise ConfigError("no checkpoint to load: MODEL.WEIGHTS is empty")
     stored = read_checkpoint(path)
-    cfg = resolve_model_config(cfg, stored, path, fill_from_checkpoint=fill, explicit=explicit)
+    cfg = resolve_model_config(cfg, stored, path, config_keys=config_keys, explicit=explicit)
     cfg.defrost()
     cfg.MODEL.WEIGHTS = path
     if device is not None:
