@@ -4,7 +4,7 @@
     # + a statically quantised int8 model, calibrated on real crops, evaluated side by side:
     cdnet-reid export --output cdnet.onnx --int8 \\
         --calibration datasets/SyntheticReID/bounding_box_train \\
-        MODEL.WEIGHTS logs/synthetic/cdnet/model_final.pth DATASETS.TESTS "('SyntheticReID',)"
+        MODEL.WEIGHTS logs/synthetic/cdnet/model_final.pth
     python tools/export_onnx.py ...                        (the same, from a checkout)
 
 The model and its input (size, normalisation, flip, feature norm) come from the checkpoint;
