@@ -338,3 +338,16 @@ def test_eval_without_a_config_equals_eval_with_the_runs_config(tmp_path, data_r
     capsys.readouterr()
     assert abs(alone["TinySyntheticReID"]["mAP"] - with_config["TinySyntheticReID"]["mAP"]) <= 0.01
     assert alone["TinySyntheticReID"]["Rank-1"] == with_config["TinySyntheticReID"]["Rank-1"]
+
+
+def test_a_renamed_flag_keeps_its_old_spelling_for_a_release_with_a_warning(caplog):
+    from cdnet_reid.apps.args import add_flag, add_topk, tool_parser
+
+    parser = tool_parser("t", None)
+    add_topk(parser)
+    add_flag(parser, "--query-indices", deprecated=("--queries",), default=None)
+    with caplog.at_level(logging.WARNING, logger="cdnet_reid"):
+        args = parser.parse_args(["--k", "3", "--queries", "0,5"])
+    assert args.topk == 3 and args.query_indices == "0,5"
+    assert "--k is deprecated" in caplog.text and "use --topk" in caplog.text and "--queries is deprecated" in caplog.text
+    assert parser.parse_args([]).topk == 10

@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from cdnet_reid.apps.args import add_flag  # noqa: E402
 from cdnet_reid.evaluation import rank  # noqa: E402
 from cdnet_reid.utils.benchmark import current_rss_mb, peak_rss_mb  # noqa: E402
 
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", choices=sorted(SIZES), help="real dataset sizes to mimic")
+    add_flag(parser, "--dataset-size", deprecated=("--size",), choices=sorted(SIZES),
+             help="real dataset sizes to mimic")
     parser.add_argument("--num-query", type=int, help="number of queries (custom size)")
     parser.add_argument("--num-gallery", type=int, help="number of gallery items (custom size)")
     parser.add_argument("--num-ids", type=int, default=None, help="number of test identities")
@@ -194,11 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    if args.size:
-        nq, ng, nid, ncam, modes = SIZES[args.size]
+    if args.dataset_size:
+        nq, ng, nid, ncam, modes = SIZES[args.dataset_size]
         nq, ng = args.num_query or nq, args.num_gallery or ng
         nid, ncam = args.num_ids or nid, args.num_cams or ncam
-        name = args.size
+        name = args.dataset_size
     else:
         if not (args.num_query and args.num_gallery):
             parser.error("give --size or both --num-query and --num-gallery")
