@@ -349,5 +349,6 @@ def test_a_renamed_flag_keeps_its_old_spelling_for_a_release_with_a_warning(capl
     with caplog.at_level(logging.WARNING, logger="cdnet_reid"):
         args = parser.parse_args(["--k", "3", "--queries", "0,5"])
     assert args.topk == 3 and args.query_indices == "0,5"
-    assert "--k is deprecated" in caplog.text and "use --topk" in caplog.text and "--queries is deprecated" in caplog.text
+    assert "--k is deprecated" in caplog.text and "use --topk" in caplog.text
+    assert "--queries is deprecated" in caplog.text
     assert parser.parse_args([]).topk == 10
