@@ -286,6 +286,7 @@ def test_a_damaged_gallery_cache_is_rebuilt_and_a_cache_name_is_kept(checkpoint,
     assert rc == 0 and "read from" in caplog.text and (tmp_path / "r.csv").read_text() == first
 
 
+@pytest.mark.slow
 def test_search_gallery_runs_an_exported_model_and_names_the_files_in_its_pictures(checkpoint, crops, tmp_path,
                                                                                    capsys, monkeypatch):
     _, path = checkpoint
