@@ -49,13 +49,20 @@ from .args import add_output_dir, tool_parser
 TRAIN = [sys.executable, "-m", "cdnet_reid.cli", "train"]
 
 
+def _child_env() -> dict:
+    """The environment of a step: this package importable whether installed or run from a clone."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
 def run_step(name: str, cmd, log_path: str) -> float:
     """Run ``cmd`` with its output into ``log_path``; stop the pipeline if it fails."""
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd)}", flush=True)
     print(f"    (output: {log_path})", flush=True)
     t0 = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         with open(log_path, encoding="utf-8", errors="replace") as f:
