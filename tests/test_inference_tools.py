@@ -1,7 +1,6 @@
 """Using trained models: DefaultPredictor, tools/extract_features.py, rank-list pictures and
 training curves (TinyNet on TinySyntheticReID, CPU, seconds)."""
 
-import importlib.util
 import json
 import logging
 import os
@@ -25,13 +24,6 @@ from cdnet_reid.utils.checkpoint import Checkpointer
 from cdnet_reid.utils.visualizer import plot_training_curves, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +263,8 @@ def test_curves_hook_never_breaks_training(tmp_path, monkeypatch):
 
 
 def test_rank_list_pictures(tmp_path, data_root, weights):
-    tool = _load_tool("visualize_ranks")
+    from cdnet_reid.apps import visualize as tool
+
     cfg = _cfg(tmp_path, data_root, weights)
     model = DefaultTrainer.build_model_for_eval(cfg)
     written = tool.visualize_dataset(cfg, model, "TinySyntheticReID", str(tmp_path / "vis"),

@@ -55,15 +55,22 @@ def test_the_wheel_ships_the_genotypes_and_the_command(installed):
     assert str(ROOT) not in out.splitlines()[0] and "site-packages" in out.splitlines()[0]
     assert "[3, 5, 1]" in out or "(3, 5, 1)" in out
     usage = _run([str(command), "--help"], elsewhere, env)
-    assert all(c in usage for c in ("complexity", "benchmark", "extract", "export", "search-gallery"))
+    assert all(c in usage for c in ("complexity", "benchmark", "extract", "export", "search-gallery", "visualize",
+                                    "plot-metrics", "random-genotype", "search-pipeline", "configs"))
     assert "usage: cdnet-reid extract" in _run([str(command), "extract", "--help"], elsewhere, env)
+    # the configs ship inside the wheel: listed, and usable by their name from any folder
+    listed = _run([str(command), "configs"], elsewhere, env)
+    assert "Market/cdnet.yml" in listed and "site-packages" in listed
+    out = _run([str(command), "complexity", "--config-file", "Market/cdnet.yml"], elsewhere, env)
+    assert "CDNet + FBLNeck, 751 classes, input 1x3x256x128" in out
 
 
 @pytest.mark.slow
 def test_train_and_extract_features_from_another_folder(installed, data_root):
     python, command, elsewhere, env = installed
     out_dir = elsewhere / "run"
-    log = _run([str(command), "train", *TINY, "DATASETS.ROOT", str(data_root), "OUTPUT_DIR", str(out_dir)],
+    log = _run([str(command), "train", "--config-file", "Synthetic/cdnet.yml", *TINY, "SOLVER.WARMUP_ITERS", "0",
+                "TEST.EVAL_AT_START", "False", "DATASETS.ROOT", str(data_root), "OUTPUT_DIR", str(out_dir)],
                elsewhere, env)
     assert "Evaluation results" in log and (out_dir / "model_final.pth").exists()
     code = ("import sys, glob, numpy as np\n"
@@ -76,3 +83,14 @@ def test_train_and_extract_features_from_another_folder(installed, data_root):
     out = _run([str(python), "-c", code, *TINY, "DATASETS.ROOT", str(data_root), "MODEL.WEIGHTS",
                 str(out_dir / "model_final.pth")], elsewhere, env)
     assert "features (5, 384) 1.0" in out  # 128 global + 2 x 128 local at width 0.25, L2-normalised
+    # the checkpoint alone is enough: no config file, the same features as the predictor's
+    _run([str(command), "extract", "--input", str(next(data_root.glob("**/query"))), "--output",
+          str(elsewhere / "f.npy"), "--no-progress", "MODEL.WEIGHTS", str(out_dir / "model_final.pth"),
+          "DATALOADER.NUM_WORKERS", "0"], elsewhere, env)
+    code = ("import sys, numpy as np, cdnet_reid\n"
+            "f = np.load(sys.argv[1]); names = open(sys.argv[2]).read().splitlines()\n"
+            "x = cdnet_reid.FeatureExtractor(sys.argv[3])([sys.argv[4] + '/' + n for n in names])\n"
+            "print('max diff', float(abs(x.numpy() - f).max()))\n")
+    out = _run([str(python), "-c", code, str(elsewhere / "f.npy"), str(elsewhere / "f.paths.txt"),
+                str(out_dir / "model_final.pth"), str(next(data_root.glob("**/query")))], elsewhere, env)
+    assert float(out.split("max diff")[-1]) < 1e-5

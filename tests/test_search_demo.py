@@ -2,7 +2,6 @@
 genotype files, the entropy metrics, the picture of α, a readable log, the same genotype from
 two runs with one seed; tools/plot_search.py and tools/random_genotype.py."""
 
-import importlib.util
 import json
 import math
 import os
@@ -109,14 +108,14 @@ def test_plot_search_tool(runs, tmp_path):
     assert "init ln 12 = 2.4849" in proc.stdout
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "plot_search.py"), str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "no genotype_epochXXXX.json files" in proc.stderr
+    assert proc.returncode == 2 and "no genotype_epochXXXX.json files" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:")
 
 
 def _random_genotype_module():
-    spec = importlib.util.spec_from_file_location("random_genotype", ROOT / "tools" / "random_genotype.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from cdnet_reid.apps import random_genotype
+
+    return random_genotype
 
 
 def test_random_genotype_is_uniform_reproducible_and_loadable(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from tiny import tiny_cfg, tiny_opts
 from cdnet_reid.apps import search_gallery as app
+from cdnet_reid.config import ConfigError
 from cdnet_reid.data.datasets import DATASET_REGISTRY
 from cdnet_reid.modeling import build_model
 from cdnet_reid.utils.checkpoint import Checkpointer
@@ -80,8 +81,8 @@ def test_the_gallery_cache_is_reused_and_refreshed(crops, weights, data_root, tm
 
 def test_bad_output_name_is_refused(crops, weights, data_root, tmp_path, monkeypatch):
     tmp, _ = crops
-    monkeypatch.setattr(app, "DefaultPredictor", lambda cfg: pytest.fail("a model was built"))
-    with pytest.raises(SystemExit, match=r"\.csv or \.json"):
+    monkeypatch.setattr(app, "create_predictor", lambda *a, **k: pytest.fail("a model was built"))
+    with pytest.raises(ConfigError, match=r"\.csv or \.json"):
         _run(tmp, data_root, weights, "--output", str(tmp_path / "results.txt"))
 
 
@@ -108,7 +109,7 @@ def test_exact_faiss_and_rerank_agree_on_clear_cases():
 
 def test_a_cache_without_trained_weights_is_refused(crops, data_root, tmp_path):
     tmp, _ = crops
-    with pytest.raises(SystemExit, match="needs MODEL.WEIGHTS"):
+    with pytest.raises(ConfigError, match="needs MODEL.WEIGHTS"):
         app.main(["--query", str(tmp / "query"), "--gallery", str(tmp / "gallery"), "--output",
                   str(tmp_path / "r.csv"), "--gallery-cache", str(tmp_path / "f.npz"),
                   *tiny_opts(tmp / "unused", data_root)])

@@ -1,28 +1,21 @@
-"""tools/visualize_ranks.py checks what it was asked before the (long) inference."""
-
-import importlib.util
-from pathlib import Path
+"""cdnet-reid visualize checks what it was asked before the (long) inference."""
 
 import pytest
 
 from tiny import tiny_cfg
+from cdnet_reid.apps import visualize as tool
+from cdnet_reid.config import ConfigError
 from cdnet_reid.engine import DefaultTrainer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_out_of_range_queries_stop_before_inference(tmp_path, data_root, monkeypatch):
-    spec = importlib.util.spec_from_file_location("visualize_ranks", ROOT / "tools" / "visualize_ranks.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-
     def no_inference(*args, **kwargs):
         raise AssertionError("inference ran before the query indices were checked")
 
     monkeypatch.setattr(tool, "inference_on_dataset", no_inference)
     cfg = tiny_cfg(tmp_path, data_root, MODEL__HEADS__NUM_CLASSES="12")
     model = DefaultTrainer.build_model(cfg)
-    with pytest.raises(SystemExit, match=r"query indices \[999, -1\] out of range"):
+    with pytest.raises(ConfigError, match=r"query indices \[999, -1\] out of range"):
         tool.visualize_dataset(cfg, model, "TinySyntheticReID", str(tmp_path / "vis"), queries=[0, 999, -1])
 
 

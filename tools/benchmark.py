@@ -1,13 +1,12 @@
 #!/usr/bin/env python
-"""Inference and training throughput of a config's model (``cdnet_reid.apps.benchmark``; also
-``cdnet-reid benchmark``). ``--help`` shows the options and examples."""
+"""``cdnet-reid benchmark`` from a checkout (cdnet_reid/apps/benchmark.py); see its ``--help``."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from cdnet_reid.apps.benchmark import main  # noqa: E402
+from cdnet_reid.cli import run_command  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("benchmark", sys.argv[1:], prog=f"python tools/{Path(__file__).name}"))

@@ -29,7 +29,6 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import importlib.util  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Callable  # noqa: E402
@@ -38,7 +37,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from cdnet_reid.apps.args import add_flag  # noqa: E402
 from cdnet_reid.evaluation import rank  # noqa: E402
+from cdnet_reid.utils.benchmark import current_rss_mb, peak_rss_mb  # noqa: E402
 
 # name: (num_query, num_gallery, num_test_ids, num_cams, default modes)
 SIZES = {
@@ -46,22 +47,16 @@ SIZES = {
     "msmt17": (11659, 82161, 3060, 15, ("features", "distmat")),
 }
 MB = 1024.0 * 1024.0
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def current_rss() -> float:
-    """Current resident set size in bytes (Linux /proc; falls back to ru_maxrss)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except OSError:
-        return max_rss()
+    """Current resident set size in bytes (:func:`cdnet_reid.utils.benchmark.current_rss_mb`)."""
+    return current_rss_mb() * MB
 
 
 def max_rss() -> float:
-    """Process-wide peak RSS in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(r if sys.platform == "darwin" else r * 1024)
+    """Process peak RSS in bytes (:func:`cdnet_reid.utils.benchmark.peak_rss_mb`)."""
+    return peak_rss_mb() * MB
 
 
 class PeakRSS:
@@ -171,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", choices=sorted(SIZES), help="real dataset sizes to mimic")
+    add_flag(parser, "--dataset-size", deprecated=("--size",), choices=sorted(SIZES),
+             help="real dataset sizes to mimic")
     parser.add_argument("--num-query", type=int, help="number of queries (custom size)")
     parser.add_argument("--num-gallery", type=int, help="number of gallery items (custom size)")
     parser.add_argument("--num-ids", type=int, default=None, help="number of test identities")
@@ -200,11 +196,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    if args.size:
-        nq, ng, nid, ncam, modes = SIZES[args.size]
+    if args.dataset_size:
+        nq, ng, nid, ncam, modes = SIZES[args.dataset_size]
         nq, ng = args.num_query or nq, args.num_gallery or ng
         nid, ncam = args.num_ids or nid, args.num_cams or ncam
-        name = args.size
+        name = args.dataset_size
     else:
         if not (args.num_query and args.num_gallery):
             parser.error("give --size or both --num-query and --num-gallery")

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
+from cdnet_reid.apps.args import add_flag  # noqa: E402
 from benchmark_eval import MB, SIZES, _loadavg, current_rss, make_data, max_rss, timed  # noqa: E402
 from cdnet_reid.evaluation.query_expansion import average_query_expansion  # noqa: E402
 from cdnet_reid.evaluation.rank import evaluate_rank_chunks, evaluate_rank_features  # noqa: E402
@@ -41,11 +42,11 @@ from cdnet_reid.evaluation.rerank import DEFAULT_CHUNK_BYTES, rerank_distance_ch
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=sorted(SIZES), default="market")
+    add_flag(p, "--dataset-size", deprecated=("--size",), choices=sorted(SIZES), default="market")
     p.add_argument("--num-query", type=int, help="override the number of queries")
     p.add_argument("--num-gallery", type=int, help="override the gallery size")
     p.add_argument("--feat-dim", type=int, default=512)
-    p.add_argument("--modes", default="plain,aqe,rerank", help="comma-separated subset")
+    add_flag(p, "--methods", deprecated=("--modes",), default="plain,aqe,rerank", help="comma-separated subset")
     p.add_argument("--k1", type=int, default=20)
     p.add_argument("--k2", type=int, default=6)
     p.add_argument("--lambda-value", type=float, default=0.3)
@@ -57,9 +58,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    nq, ng, nid, ncam, _ = SIZES[args.size]
+    nq, ng, nid, ncam, _ = SIZES[args.dataset_size]
     nq, ng = args.num_query or nq, args.num_gallery or ng
-    print(f"[{args.size}] {nq} queries x {ng} gallery, {nid} ids, {ncam} cams, dim {args.feat_dim},"
+    print(f"[{args.dataset_size}] {nq} queries x {ng} gallery, {nid} ids, {ncam} cams, dim {args.feat_dim},"
           f" torch {torch.__version__} threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
           f"load average {_loadavg()}", flush=True)
     q, g, qp, gp, qc, gc = make_data(nq, ng, nid, ncam, args.feat_dim, args.seed, args.noise)
@@ -80,7 +81,7 @@ def main(argv=None):
         return evaluate_rank_chunks(chunks, qp, gp, qc, gc)
 
     rows = []
-    for mode in args.modes.split(","):
+    for mode in args.methods.split(","):
         fn = dict(plain=plain, aqe=aqe, rerank=rerank)[mode]
         t0 = time.perf_counter()
         (cmc, ap, _), sec, cpu, mem = timed(fn)

@@ -12,7 +12,6 @@ gradients for α only.
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cdnet_reid.apps.args import add_flag  # noqa: E402
 
 
 class RandomBatches:
@@ -61,7 +62,7 @@ def one_mode(args) -> dict:
 
     cfg = get_cfg()
     cfg.merge_from_file(str(ROOT / "configs" / "Search" / f"{args.space}_topk.yml"))
-    cfg.merge_from_list(["MODEL.DEVICE", args.device, "SEARCH.MODE", args.mode, "SEARCH.TOPK", str(args.k),
+    cfg.merge_from_list(["MODEL.DEVICE", args.device, "SEARCH.MODE", args.mode, "SEARCH.TOPK", str(args.search_topk),
                          "SOLVER.IMS_PER_BATCH", str(args.batch_size), "SOLVER.ITERS_PER_EPOCH", "1",
                          "DATASETS.TESTS", "()", "OUTPUT_DIR", tempfile.mkdtemp(prefix="bench_search_")])
     torch.manual_seed(0)
@@ -73,16 +74,18 @@ def one_mode(args) -> dict:
             t0 = time.perf_counter()
             trainer.run_step()
             times.append(time.perf_counter() - t0)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from cdnet_reid.utils.benchmark import peak_rss_mb
+
+    peak_mb = peak_rss_mb()
     return {"mode": args.mode, "median_s": statistics.median(times), "min_s": min(times), "peak_mb": peak_mb}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", choices=["cdnet", "cnet"], default="cdnet")
-    p.add_argument("--modes", nargs="+", default=["topk", "softmax"])
+    add_flag(p, "--search-modes", deprecated=("--modes",), nargs="+", default=["topk", "softmax"])
     p.add_argument("--mode", help=argparse.SUPPRESS)
-    p.add_argument("--k", type=int, default=2)
+    add_flag(p, "--search-topk", deprecated=("--k",), type=int, default=2, help="SEARCH.TOPK")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--size", type=int, nargs=2, default=[256, 128])
     p.add_argument("--runs", type=int, default=3)
@@ -94,15 +97,15 @@ def main():
     from tabulate import tabulate
 
     rows = []
-    for mode in args.modes:
-        cmd = [sys.executable, __file__, "--mode", mode, "--space", args.space, "--k", str(args.k),
+    for mode in args.search_modes:
+        cmd = [sys.executable, __file__, "--mode", mode, "--space", args.space, "--search-topk", str(args.search_topk),
                "--batch-size", str(args.batch_size), "--size", *map(str, args.size),
                "--runs", str(args.runs), "--device", args.device]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
         rows.append([mode, f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['peak_mb']:.0f}"])
     print(f"{args.space} supernet, batch {args.batch_size} at {args.size[0]}x{args.size[1]}, {args.device}, "
-          f"k={args.k}; one iteration = weight step + architecture step:")
+          f"k={args.search_topk}; one iteration = weight step + architecture step:")
     print(tabulate(rows, headers=["mode", "s/iter (median)", "s/iter (min)", "peak RSS (MB)"], tablefmt="pipe"))
 
 

@@ -1,13 +1,12 @@
 #!/usr/bin/env python
-"""Export a trained model to ONNX, optionally also int8 (``cdnet_reid.apps.export``; also
-``cdnet-reid export``). ``--help`` shows the options and examples."""
+"""``cdnet-reid export`` from a checkout (cdnet_reid/apps/export.py); see its ``--help``."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from cdnet_reid.apps.export import main  # noqa: E402
+from cdnet_reid.cli import run_command  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("export", sys.argv[1:], prog=f"python tools/{Path(__file__).name}"))

@@ -1,13 +1,12 @@
 #!/usr/bin/env python
-"""Embed a folder (or a list) of person crops (``cdnet_reid.apps.extract``; also
-``cdnet-reid extract``). ``--help`` shows the options, the output formats and examples."""
+"""``cdnet-reid extract`` from a checkout (cdnet_reid/apps/extract.py); see its ``--help``."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from cdnet_reid.apps.extract import main  # noqa: E402
+from cdnet_reid.cli import run_command  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("extract", sys.argv[1:], prog=f"python tools/{Path(__file__).name}"))

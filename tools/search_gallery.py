@@ -1,13 +1,12 @@
 #!/usr/bin/env python
-"""Rank a gallery of your own for every query crop (``cdnet_reid.apps.search_gallery``; also
-``cdnet-reid search-gallery``). ``--help`` shows the options and an example."""
+"""``cdnet-reid search-gallery`` from a checkout (cdnet_reid/apps/search_gallery.py); see its ``--help``."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from cdnet_reid.apps.search_gallery import main  # noqa: E402
+from cdnet_reid.cli import run_command  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("search-gallery", sys.argv[1:], prog=f"python tools/{Path(__file__).name}"))

@@ -37,7 +37,6 @@ import argparse
 import copy
 import json
 import os
-import resource
 import site
 import statistics
 import subprocess
@@ -50,9 +49,10 @@ from typing import Optional, Sequence
 import torch
 from tabulate import tabulate
 
-from ..engine.defaults import add_config_arguments, setup_tool_cfg
 from ..modeling import build_model
+from ..utils.benchmark import measure, peak_rss_mb, round_robin, synchronize
 from ..utils.env import ALLOCATOR_ENV, resolve_device, setup_cpu_allocator
+from .args import add_config_arguments, setup_tool_cfg, tool_parser
 
 #: The allocator variants of the own-process rows: (label, value of CDNET_ALLOCATOR).
 ALLOCATORS = (("default allocator", "default"), ("big blocks kept in the heap", "heap"))
@@ -60,29 +60,11 @@ ALLOCATORS = (("default allocator", "default"), ("big blocks kept in the heap", 
 WORKER_TASKS = ("infer-plain", "infer-fast", "train")
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(step, images_per_step, device, iters):
-    """One timed run of ``iters`` calls: ``(images/s, user CPU s, system CPU s)`` (this process,
-    all threads)."""
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    elapsed = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    return images_per_step * iters / elapsed, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
-
-
 def time_runs(step, images_per_step, device, warmup, runs, iters):
     """Median/min/max images/s of ``runs`` timed runs of ``iters`` calls to ``step``."""
     for _ in range(warmup):
         step()
-    _sync(device)
+    synchronize(device)
     rates = [measure(step, images_per_step, device, iters)[0] for _ in range(runs)]
     return statistics.median(rates), min(rates), max(rates)
 
@@ -254,20 +236,6 @@ def worker_main(task, args, cfg, device, proto):
             return
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB: ``VmHWM`` (Linux; unlike ``ru_maxrss`` it does
-    not carry the parent's peak over ``exec``), else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB
-
-
 def _worker_argv(args):
     """The command line of a worker: this run's model and timing options."""
     argv = ["--batch-size", str(args.batch_size), "--train-batch-size", str(args.train_batch_size),
@@ -279,18 +247,6 @@ def _worker_argv(args):
 
 
 # ------------------------------------------------------------------------------ comparison
-def round_robin(candidates, images_per_step, device, runs, iters):
-    """``{name: [(rate, user, sys), ...]}``: run r of every candidate, then run r + 1, ...
-
-    A candidate is a callable (timed here) or a :class:`Worker` (timed in its process)."""
-    results = {name: [] for name in candidates}
-    for _ in range(runs):
-        for name, c in candidates.items():
-            results[name].append(c.run() if isinstance(c, Worker) else
-                                 measure(c, images_per_step, device, iters))
-    return results
-
-
 def summarize(results, peaks, baseline, batch_images):
     """Table rows: images/s median and range, ratio to ``baseline``, CPU ms/image, kernel share,
     peak RSS."""
@@ -381,8 +337,7 @@ def allocator_training_comparison(cfg, args):
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser(prog, __doc__)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--batch-size", type=int, default=32, help="inference batch")
     p.add_argument("--train-batch-size", type=int, default=0, help="0 = SOLVER.IMS_PER_BATCH")

@@ -1,28 +1,27 @@
 """Parameters and MACs of the model of a config, at its true test input size.
 
-    python tools/complexity.py --config-file configs/Market/cdnet.yml      (or: cdnet-reid complexity ...)
-    python tools/complexity.py --config-file configs/Market/cdnet.yml --max-depth 3 MODEL.HEADS.NUM_CLASSES 751
+    cdnet-reid complexity --config-file Market/cdnet.yml
+    cdnet-reid complexity --config-file Market/cdnet.yml --max-depth 3 MODEL.HEADS.NUM_CLASSES 751
+    cdnet-reid complexity MODEL.WEIGHTS logs/run/model_final.pth     (the model a checkpoint holds)
 
 One MAC is one multiply-add (fvcore counts it as one "flop"; the paper's "FLOPs" are MACs of
 convolutions and linear layers). The model runs in eval mode, so a re-ID model is measured
 computing its embedding (classifiers not run). NUM_CLASSES 0 is replaced by --num-classes.
 """
 
-import argparse
 from typing import Optional, Sequence
 
 import torch
 from fvcore.nn import flop_count_table
 from tabulate import tabulate
 
-from ..engine.defaults import add_config_arguments, setup_tool_cfg
 from ..modeling import build_model
+from .args import add_config_arguments, load_tool_model, setup_tool_cfg, tool_parser
 from ..utils.complexity import conv_linear_macs, count_parameters, inference_parameters, mac_analysis
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = tool_parser(prog, __doc__)
     p.add_argument("--num-classes", type=int, default=751,
                    help="classifier size when the config's MODEL.HEADS.NUM_CLASSES is 0 (Market: 751)")
     p.add_argument("--max-depth", type=int, default=2, help="depth of the per-module table")
@@ -31,9 +30,13 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
 
     cfg = setup_tool_cfg(args, freeze=False)
     cfg.MODEL.DEVICE = "cpu"
-    if cfg.MODEL.HEADS.NUM_CLASSES == 0:
-        cfg.MODEL.HEADS.NUM_CLASSES = args.num_classes
-    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:  # the checkpoint's model (number of classes included)
+        cfg.freeze()
+        model, cfg = load_tool_model(cfg, args, device="cpu")
+    else:
+        if cfg.MODEL.HEADS.NUM_CLASSES == 0:
+            cfg.MODEL.HEADS.NUM_CLASSES = args.num_classes
+        model = build_model(cfg).eval()
     h, w = cfg.INPUT.SIZE_TEST
     x = torch.rand(1, 3, h, w) * 255
 

@@ -1,12 +1,14 @@
 """Export a trained model to ONNX (fp32, optionally also int8) and check it with onnxruntime.
 
-    python tools/export_onnx.py --config-file logs/run/config.yaml --output model.onnx \\
-        MODEL.WEIGHTS logs/run/model_final.pth
+    cdnet-reid export --output model.onnx MODEL.WEIGHTS logs/run/model_final.pth
     # + a statically quantised int8 model, calibrated on real crops, evaluated side by side:
-    python tools/export_onnx.py --config-file configs/Synthetic/cdnet.yml --output cdnet.onnx \\
-        --int8 --calibration datasets/SyntheticReID/bounding_box_train \\
+    cdnet-reid export --output cdnet.onnx --int8 \\
+        --calibration datasets/SyntheticReID/bounding_box_train \\
         MODEL.WEIGHTS logs/synthetic/cdnet/model_final.pth
-    cdnet-reid export ...                                  (the same, from an installed package)
+    python tools/export_onnx.py ...                        (the same, from a checkout)
+
+The model and its input (size, normalisation, flip, feature norm) come from the checkpoint;
+``--config-file`` is optional and must agree with it (a ``KEY VALUE`` override is used as given).
 
 The graph takes ``images``: float32 N x 3 x H x W RGB pixels in 0-255 (H x W = INPUT.SIZE_TEST,
 or --size), with a dynamic batch axis, and returns ``embeddings``: N x D, with the model's pixel
@@ -22,13 +24,12 @@ or a text file listing them; ``--calibration-images`` of them, evenly spaced, re
 transform). It then evaluates the fp32 and the int8 file in onnxruntime on every DATASETS.TESTS
 set (``--no-eval`` skips it) and times both on a batch of ``--bench-batch`` images, round-robin,
 printing one table: Rank-1, mAP and images/s of each. Run either file with
-``tools/extract_features.py --onnx`` or ``cdnet_reid.engine.predictor.OnnxPredictor``.
+``cdnet-reid extract --onnx`` or ``cdnet_reid.engine.predictor.OnnxPredictor``.
 
 Projects' backbones: ``--import-module projects/<Name>/<package>``. Without MODEL.WEIGHTS the
 model is randomly initialised (with a warning), which is enough to check exportability.
 """
 
-import argparse
 import functools
 import os
 import statistics
@@ -38,9 +39,10 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..engine.defaults import add_config_arguments, setup_tool_cfg
-from ..engine.predictor import DefaultPredictor
+from ..config import ConfigError
 from ..export import EmbeddingModel, export_onnx, verify_onnx
+from ..utils.file_io import InputFileError
+from .args import add_config_arguments, add_output, add_size, load_tool_model, setup_tool_cfg, tool_parser
 
 
 class OnnxModule(nn.Module):
@@ -71,8 +73,8 @@ def evaluate_onnx(cfg, predictors: dict) -> dict:
 
 def time_predictors(predictors: dict, size, batch: int, runs: int) -> dict:
     """Median images/s of each predictor's ``embed`` on one random batch, round-robin
-    (:func:`.benchmark.round_robin`)."""
-    from .benchmark import round_robin
+    (:func:`~cdnet_reid.utils.benchmark.round_robin`)."""
+    from ..utils.benchmark import round_robin
 
     x = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     steps = {name: functools.partial(p.embed, x) for name, p in predictors.items()}
@@ -83,12 +85,10 @@ def time_predictors(predictors: dict, size, batch: int, runs: int) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser = tool_parser(prog, __doc__)
+    add_output(parser, "the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
-    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="input height and width (default: INPUT.SIZE_TEST)")
+    add_size(parser, "input height and width (default: INPUT.SIZE_TEST, the checkpoint's)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="max abs difference allowed after L2 normalisation (default 1e-4)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
@@ -108,8 +108,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     args = parser.parse_args(argv)
     if args.int8 and not args.calibration:
         parser.error("--int8 needs --calibration <folder or list of crops>")
+    if not args.output.endswith(".onnx"):
+        raise ConfigError(f"--output {args.output}: give a name ending with .onnx")
     cfg = setup_tool_cfg(args)
-    model = DefaultPredictor.build_model(cfg).cpu().eval()
+    model, cfg = load_tool_model(cfg, args, device="cpu")
     module = EmbeddingModel.from_config(model, cfg)
     size = args.size or list(cfg.INPUT.SIZE_TEST)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -121,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
         print("onnxruntime vs PyTorch, max |diff| after L2 normalisation: " + ", ".join(
             f"batch {n}: {d:.2e}" for n, d in per_batch.items()))
         if worst > args.tolerance:
-            raise SystemExit(f"ONNX check failed: max |diff| {worst:.3e} > {args.tolerance}")
+            raise RuntimeError(f"ONNX check failed: max |diff| {worst:.3e} > {args.tolerance}")
     if args.int8:
         export_int8(args, cfg, size)
 
@@ -134,12 +136,9 @@ def export_int8(args, cfg, size):
     from ..engine.predictor import OnnxPredictor
     from ..export import ImageCalibrationReader, quantize_onnx
 
-    try:
-        images, _ = list_image_files(args.calibration, what="--calibration")
-    except FileNotFoundError as e:
-        raise SystemExit(str(e)) from None
+    images, _ = list_image_files(args.calibration, what="--calibration")
     if not images:
-        raise SystemExit(f"--calibration {args.calibration}: no images found")
+        raise InputFileError(f"--calibration {args.calibration}: no images found")
     size_cfg = cfg.clone()
     size_cfg.defrost()
     size_cfg.INPUT.SIZE_TEST = list(size)

@@ -1,6 +1,6 @@
 """Configuration: the default tree, ``get_cfg()`` and a ``CfgNode`` with ``_BASE_`` inheritance."""
 
-from .config import CfgNode, ConfigError
+from .config import CfgNode, ConfigError, config_file_keys, override_keys
 
 
 def get_cfg() -> CfgNode:
@@ -9,4 +9,4 @@ def get_cfg() -> CfgNode:
     return _C.clone()
 
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg"]
+__all__ = ["CfgNode", "ConfigError", "config_file_keys", "get_cfg", "override_keys"]

@@ -143,6 +143,27 @@ class CfgNode(_FvcoreCfgNode):
             raise ConfigError(f"in command-line overrides: {_message(e)}") from e
 
 
+def config_file_keys(path: str) -> List[str]:
+    """The dotted keys a config file sets, its ``_BASE_`` files included (none for ``""``)."""
+    if not path:
+        return []
+
+    def leaves(node: Any, prefix: str):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from leaves(v, f"{prefix}.{k}" if prefix else str(k))
+        else:
+            yield prefix
+
+    return list(leaves(CfgNode.load_yaml_with_base(path), ""))
+
+
+def override_keys(opts: Sequence[Any]) -> List[str]:
+    """The keys of a ``KEY VALUE ...`` override list (what the user set explicitly)."""
+    items = [x for x in opts or [] if x != "--"]
+    return [str(k) for k in items[0::2]]
+
+
 def _base_path(base: str, including_file: str) -> str:
     """Where a ``_BASE_`` entry points: fvcore's rule (relative to the including file)."""
     if base.startswith("~"):

@@ -19,7 +19,8 @@ from typing import Callable, List, Optional, Sequence, Type
 
 import torch
 
-from ..config import CfgNode, ConfigError, get_cfg
+from ..config import CfgNode, ConfigError, config_file_keys, get_cfg, override_keys
+from ..config.packaged import resolve_config_file
 from ..utils import comm
 from ..utils.env import collect_env_info, seed_all_rng, setup_cpu_allocator
 from ..utils.file_io import PathManager
@@ -27,7 +28,8 @@ from ..utils.logger import setup_logger
 from ..utils.registry import lookup
 from .launch import DEFAULT_TIMEOUT, SilentProcessError, launch
 from ..utils.checkpoint import CheckpointError
-from ..utils.file_io import remove_stale_temp_files
+from ..utils.file_io import InputFileError, remove_stale_temp_files
+from ..data.datasets.layout import DatasetLayoutError
 from .run_record import (RunFolderError, RunFolderGuard, claim_output_dir, ensure_output_dir,
                          resolve_seed, write_config, write_env)
 from .train_loop import EXIT_INTERRUPTED, TrainingInterrupted
@@ -35,18 +37,33 @@ from . import hooks
 from .trainer import TRAINER_REGISTRY, ResumeMismatchError
 
 #: Errors caused by the command line, the config or the files it names (reported in one line).
-USER_ERRORS = (ConfigError, CheckpointError, RunFolderError, ResumeMismatchError)
+#: (ConfigError covers the model's: a genotype file, a config contradicting a checkpoint.)
+USER_ERRORS = (ConfigError, CheckpointError, RunFolderError, ResumeMismatchError, InputFileError,
+               DatasetLayoutError)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_config_arguments", "default_argument_parser", "default_setup", "import_modules",
+__all__ = ["OneLineArgumentParser", "USER_ERRORS",
+           "add_config_arguments", "default_argument_parser", "default_setup", "import_modules",
            "main", "run_main", "setup_cfg", "setup_tool_cfg"]
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors (unknown flag, missing or bad value) are one line
+    starting with ``error:``, exit status 2 (the command line's error policy)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--config-file``, ``--import-module`` and the trailing ``KEY VALUE`` overrides: the
     arguments every entry point takes."""
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to the YAML config")
+    parser.add_argument("--config-file", default="", metavar="FILE",
+                        help="the YAML config: a path, or the name of a shipped config (e.g. "
+                             "Market/cdnet.yml; `cdnet-reid configs` lists them). Without it, a "
+                             "tool that loads MODEL.WEIGHTS takes the model and its input from the "
+                             "checkpoint")
     parser.add_argument("--import-module", action="append", default=[], metavar="MODULE",
                         help="module registering a project's components, as a dotted name or a "
                              "path to a package folder / .py file (repeatable), e.g. "
@@ -58,11 +75,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def default_argument_parser(description: str = "cdnet-reid training and evaluation",
-                            prog: Optional[str] = None) -> argparse.ArgumentParser:
+                            prog: Optional[str] = None, epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """The CLI of ``tools/train_net.py`` (and of every project's ``train_net.py``)."""
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Examples:\n"
+        epilog=epilog or "Examples:\n"
                "  python tools/train_net.py --config-file configs/Market/cdnet.yml\n"
                "  python tools/train_net.py --config-file cfg.yml --resume\n"
                "  python tools/train_net.py --config-file cfg.yml --eval-only MODEL.WEIGHTS model.pth\n"
@@ -109,7 +126,7 @@ def import_modules(specs: Sequence[str]) -> List[ModuleType]:
         path = os.path.abspath(spec)
         if os.path.exists(path) or spec.endswith(".py") or os.sep in spec or "/" in spec:
             if not os.path.exists(path):
-                raise FileNotFoundError(f"--import-module {spec}: no such file or folder")
+                raise InputFileError(f"--import-module {spec}: no such file or folder")
             parent, name = os.path.split(path.rstrip(os.sep))
             if name.endswith(".py"):
                 name = name[:-3]
@@ -154,6 +171,8 @@ def setup_cfg(args: argparse.Namespace, extra_config: Optional[Callable[[CfgNode
     for add_config in ([extra_config] if extra_config else []) + _config_functions(modules):
         add_config(cfg)
     if args.config_file:
+        # a path on disk, else a config shipped with the package (e.g. Market/cdnet.yml)
+        args.config_file = resolve_config_file(args.config_file)
         cfg.merge_from_file(args.config_file)
         _absolute_config_paths(cfg, os.path.dirname(os.path.abspath(args.config_file)))
     cfg.merge_from_list(list(args.opts or []))
@@ -225,7 +244,10 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
         comm.raise_if_any(_folder_error(cfg.OUTPUT_DIR))
         default_setup(cfg, args)
         cfg.freeze()
-        model = trainer_cls.build_model_for_eval(cfg, resume=args.resume)
+        # the checkpoint defines the model and its input; a config file must agree with it
+        model, cfg = trainer_cls.load_model_for_eval(
+            cfg, resume=args.resume, config_keys=config_file_keys(args.config_file),
+            explicit=override_keys(args.opts))
         # an evaluation must not overwrite the record of the training run in the same folder
         write_config(cfg, "config_eval.yaml")
         return trainer_cls.test(cfg, model)
@@ -258,7 +280,8 @@ def _folder_error(output_dir: str):
 
 def main(argv: Optional[Sequence[str]] = None, *, trainer_cls: Optional[Type] = None,
          extra_config: Optional[Callable[[CfgNode], None]] = None,
-         description: str = "cdnet-reid training and evaluation", prog: Optional[str] = None):
+         description: str = "cdnet-reid training and evaluation", prog: Optional[str] = None,
+         epilog: Optional[str] = None):
     """Parse ``argv`` (default: ``sys.argv[1:]``) and :func:`launch` :func:`run_main` in every
     process: the whole of a ``train_net.py``. ``trainer_cls`` and ``extra_config`` must be
     importable (module-level) objects, since the worker processes are spawned.
@@ -267,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None, *, trainer_cls: Optional[Type] = 
     status: 0 when done; 75 after SIGTERM/SIGINT, with the interrupted checkpoint written; 2 with
     one ``error:`` line for bad input met by any process; 1 with one line when a process fell
     silent (``--dist-timeout``); 1 with a traceback for an internal error."""
-    args = default_argument_parser(description, prog).parse_args(argv)
+    args = default_argument_parser(description, prog, epilog).parse_args(argv)
     try:
         return launch(run_main, args.num_gpus, num_machines=args.num_machines,
                       machine_rank=args.machine_rank, dist_url=args.dist_url,

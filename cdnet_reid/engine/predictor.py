@@ -11,13 +11,27 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..config import ConfigError
 from ..data.common import load_image
 from ..data.transforms import build_transforms
 from ..evaluation.evaluator import embed, inference_context
+from ..modeling import ModelConfigMismatchError, load_model
+from ..utils.file_io import InputFileError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DefaultPredictor", "ImageLike", "OnnxPredictor"]
+__all__ = ["DefaultPredictor", "INPUT_FORMATS", "ImageLike", "OnnxPredictor", "RUNTIMES", "create_predictor",
+           "to_pil_rgb"]
+
+#: Colour orders of array images: "RGB" (PIL, torchvision) or "BGR" (``cv2.imread``).
+INPUT_FORMATS = ("RGB", "BGR")
+
+
+def check_input_format(input_format: str) -> str:
+    """``input_format`` if it is one of :data:`INPUT_FORMATS`, else :class:`ConfigError`."""
+    if input_format not in INPUT_FORMATS:
+        raise ConfigError(f"input_format {input_format!r}: expected one of {', '.join(INPUT_FORMATS)}")
+    return input_format
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
@@ -25,12 +39,16 @@ ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 class DefaultPredictor:
     """A trained re-ID model behind a simple call: images in, L2-normalised embeddings out.
 
-    * the model is built from ``cfg`` and loads ``MODEL.WEIGHTS`` exactly like
-      ``DefaultTrainer.build_model_for_eval`` (weights only; the classifier size comes from the
-      checkpoint), in eval mode on ``MODEL.DEVICE``. An empty ``MODEL.WEIGHTS`` gives a randomly
-      initialised model (with a warning);
+    * the model is rebuilt from ``MODEL.WEIGHTS`` by :func:`~cdnet_reid.modeling.load_model`
+      (weights only; architecture, classifier size and genotype as the checkpoint records them),
+      in eval mode on ``MODEL.DEVICE``. ``cfg`` must agree with the checkpoint on every key that
+      changes the embeddings (input size, architecture, ...), except the keys of ``explicit``;
+      with ``config_keys`` only on those keys (the ones a config file sets), the checkpoint
+      giving the others (see :func:`~cdnet_reid.modeling.resolve_model_config`). An empty
+      ``MODEL.WEIGHTS`` gives a randomly initialised model (with a warning);
     * every image is converted to RGB and resized by the test transform (``INPUT.SIZE_TEST``),
-      so crops of any size can be mixed;
+      so crops of any size can be mixed; numpy arrays and tensors are in ``input_format`` colour
+      order ("RGB", or "BGR" as ``cv2.imread`` returns them);
     * images run in batches of ``TEST.IMS_PER_BATCH``; with ``TEST.FLIP.ENABLED`` the embeddings
       of each image and of its mirror are averaged; with ``TEST.FEAT_NORM`` (default) the result
       is L2-normalised -- the same embedding the evaluator ranks.
@@ -40,7 +58,7 @@ class DefaultPredictor:
         predictor = DefaultPredictor(cfg)
         feats = predictor(["a.jpg", pil_image, hwc_uint8_array])   # (3, D) float32 CPU tensor
 
-    Accepted images: file paths, PIL images, numpy ``HxWx3`` (RGB), ``HxWx4`` (alpha dropped) or
+    Accepted images: file paths, PIL images, numpy ``HxWx3``, ``HxWx4`` (alpha dropped) or
     ``HxW`` uint8 arrays, and ``3xHxW`` uint8 tensors. To use a faster model, subclass and
     override :meth:`build_model`. ``DefaultPredictor(cfg, onnx_path="model.onnx")`` returns an
     :class:`OnnxPredictor` (same API, no PyTorch model code).
@@ -51,11 +69,18 @@ class DefaultPredictor:
             return super().__new__(OnnxPredictor)
         return super().__new__(cls)
 
-    def __init__(self, cfg, onnx_path: Optional[str] = None):
+    def __init__(self, cfg, onnx_path: Optional[str] = None, *, input_format: str = "RGB",
+                 config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()):
         if onnx_path is not None:
             raise TypeError(f"{type(self).__name__} runs a PyTorch model; use OnnxPredictor for an .onnx file")
-        self.cfg = cfg.clone()
-        self.model = self.build_model(self.cfg)
+        self.input_format = check_input_format(input_format)
+        if cfg.MODEL.WEIGHTS:
+            self.model, self.cfg = load_model(cfg, config_keys=config_keys,
+                                              explicit=explicit, build=self.build_model)
+        else:
+            logger.warning("MODEL.WEIGHTS is empty: the predictor uses a randomly initialised model")
+            self.cfg = cfg.clone()
+            self.model = self.build_model(self.cfg)
         self.model.eval()
         self.transform = build_transforms(self.cfg, is_train=False)
         self.batch_size = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
@@ -63,18 +88,16 @@ class DefaultPredictor:
         self.feat_norm = bool(self.cfg.TEST.FEAT_NORM)
 
     @classmethod
-    def build_model(cls, cfg) -> nn.Module:
+    def build_model(cls, cfg, stored: Optional[dict] = None) -> nn.Module:
+        """The model's structure (weights are loaded afterwards); override to build another."""
         from .trainer import DefaultTrainer
 
-        if cfg.MODEL.WEIGHTS:
-            return DefaultTrainer.build_model_for_eval(cfg)
-        logger.warning("MODEL.WEIGHTS is empty: the predictor uses a randomly initialised model")
-        return DefaultTrainer.build_model(cfg)
+        return DefaultTrainer.build_model(cfg, stored=stored)
 
     # ------------------------------------------------------------------ steps
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image -> the ``3 x H x W`` uint8 tensor of the test transform."""
-        return self.transform(to_pil_rgb(image))
+        return self.transform(to_pil_rgb(image, self.input_format))
 
     @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
@@ -110,7 +133,8 @@ class OnnxPredictor(DefaultPredictor):
 
     The graph already holds what the evaluator computes after resizing (pixel normalisation,
     the flip average and the L2 normalisation it was exported with, see
-    :mod:`cdnet_reid.export.onnx`); its metadata gives the input size. ``cfg`` (optional) gives
+    :mod:`cdnet_reid.export.onnx`); its metadata gives the input size (``size_from_file``: it
+    replaces ``cfg``'s INPUT.SIZE_TEST). ``cfg`` (optional) gives
     the test transform (``INPUT.SIZE_TEST`` must equal the file's input size), the batch size
     (``TEST.IMS_PER_BATCH``) and ``TEST.FEAT_NORM`` (applied when the graph does not
     normalise). ``threads``: onnxruntime intra-op threads (0 = ``torch.get_num_threads()``);
@@ -123,7 +147,8 @@ class OnnxPredictor(DefaultPredictor):
     """
 
     def __init__(self, cfg=None, onnx_path: Optional[str] = None, *, threads: int = 0,
-                 providers: Optional[Sequence[str]] = None):
+                 providers: Optional[Sequence[str]] = None, input_format: str = "RGB",
+                 size_from_file: bool = False):
         if onnx_path is None and isinstance(cfg, (str, os.PathLike)):  # OnnxPredictor("m.onnx")
             cfg, onnx_path = None, cfg
         if onnx_path is None:
@@ -132,26 +157,32 @@ class OnnxPredictor(DefaultPredictor):
 
         from ..config import get_cfg
 
+        self.input_format = check_input_format(input_format)
         self.onnx_path = str(onnx_path)
-        if not os.path.isfile(self.onnx_path):
-            raise FileNotFoundError(f"--onnx {self.onnx_path}: no such file")
+        check_onnx_file(self.onnx_path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads) or torch.get_num_threads()
-        self.session = ort.InferenceSession(self.onnx_path, opts,
-                                            providers=list(providers or ["CPUExecutionProvider"]))
+        try:
+            self.session = ort.InferenceSession(self.onnx_path, opts,
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / ... types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise InputFileError(f"cannot load ONNX model {self.onnx_path}: {first}") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
         self.input_name, self.output_name = inp.name, self.session.get_outputs()[0].name
         size = _onnx_input_size(self.metadata, inp.shape)
-        if cfg is None:
-            cfg = get_cfg()
+        if cfg is None or size_from_file:
+            cfg = get_cfg() if cfg is None else cfg.clone()
+            cfg.defrost()
             if size is None:
-                raise ValueError(f"{self.onnx_path} records no input size: pass a cfg with INPUT.SIZE_TEST")
+                raise ConfigError(f"{self.onnx_path} records no input size: pass a config with INPUT.SIZE_TEST")
             cfg.INPUT.SIZE_TEST = list(size)
             cfg.INPUT.RESIZE_SHORT_TEST = 0
         elif size is not None and tuple(int(s) for s in cfg.INPUT.SIZE_TEST) != size:
-            raise ValueError(f"{self.onnx_path} takes {size[0]}x{size[1]} images but INPUT.SIZE_TEST "
-                             f"is {list(cfg.INPUT.SIZE_TEST)}: export again with --size or fix the config")
+            raise ModelConfigMismatchError(
+                f"INPUT.SIZE_TEST is {list(cfg.INPUT.SIZE_TEST)} in the config but {self.onnx_path} takes "
+                f"{size[0]}x{size[1]} images: leave the config out, or export the model again at that size")
         self.cfg = cfg.clone()
         self.model = None
         self.transform = build_transforms(self.cfg, is_train=False)
@@ -174,6 +205,43 @@ class OnnxPredictor(DefaultPredictor):
         return out
 
 
+#: Inference runtimes of :func:`create_predictor`.
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def create_predictor(cfg, *, runtime: str = "torch", model_file: str = "", input_format: str = "RGB",
+                     config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()
+                     ) -> DefaultPredictor:
+    """The predictor of ``runtime``: "torch" runs the checkpoint ``MODEL.WEIGHTS`` of ``cfg``
+    (:class:`DefaultPredictor`); "onnxruntime" runs the exported ``model_file``
+    (:class:`OnnxPredictor`: the file's input size unless the user chose INPUT.SIZE_TEST, which
+    must then match). ``config_keys`` / ``explicit``: the keys the user chose, see
+    :func:`~cdnet_reid.modeling.resolve_model_config`. The one place runtimes are chosen."""
+    if runtime == "torch":
+        return DefaultPredictor(cfg, input_format=input_format, config_keys=config_keys, explicit=explicit)
+    if runtime == "onnxruntime":
+        if not model_file:
+            raise ConfigError("runtime onnxruntime needs an exported .onnx model file")
+        chosen = None if config_keys is None else {*config_keys, *explicit}
+        return OnnxPredictor(cfg, model_file, input_format=input_format,
+                             size_from_file=chosen is not None and "INPUT.SIZE_TEST" not in chosen)
+    raise ConfigError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+
+
+def check_onnx_file(path: str) -> None:
+    """:class:`InputFileError` naming ``path`` unless it is a non-empty ONNX (protobuf) file."""
+    if not os.path.isfile(path):
+        raise InputFileError(f"ONNX model not found: {path}" if not os.path.isdir(path)
+                             else f"{path} is a folder, not an ONNX model file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise InputFileError(f"cannot load ONNX model {path}: the file is empty")
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        raise InputFileError(f"cannot load ONNX model {path}: it is a PyTorch checkpoint, not an ONNX "
+                             "file (export it first, or run it with the torch runtime)")
+
+
 def _onnx_input_size(metadata: dict, shape) -> Optional[Tuple[int, int]]:
     if metadata.get("input_size"):
         h, w = metadata["input_size"].split(",")
@@ -190,10 +258,11 @@ def _is_single_image(x) -> bool:
         np.uint8, torch.uint8)
 
 
-def to_pil_rgb(image: ImageLike) -> Image.Image:
+def to_pil_rgb(image: ImageLike, input_format: str = "RGB") -> Image.Image:
     """A path, PIL image, HWC/HW uint8 array or CHW uint8 tensor as an RGB PIL image, read by the
     data pipeline's ``load_image`` (what the test loader feeds the test transform, so the
-    predictor reproduces evaluation exactly); alpha channels are dropped."""
+    predictor reproduces evaluation exactly); alpha channels are dropped. Arrays and tensors are
+    in ``input_format`` colour order ("RGB" or "BGR")."""
     if isinstance(image, torch.Tensor):
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] not in (1, 3):
             raise TypeError(f"tensor images must be 3 x H x W (or 1 x H x W) uint8, got "
@@ -205,7 +274,9 @@ def to_pil_rgb(image: ImageLike) -> Image.Image:
         if image.ndim == 3 and image.shape[2] in (1, 4):
             image = image[:, :, 0] if image.shape[2] == 1 else image[:, :, :3]
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-            raise ValueError(f"array images must be H x W x 3 RGB, got shape {image.shape}")
+            raise ValueError(f"array images must be H x W x 3, got shape {image.shape}")
+        if image.ndim == 3 and check_input_format(input_format) == "BGR":
+            image = image[:, :, ::-1]
         image = np.ascontiguousarray(image)
     elif not isinstance(image, (str, os.PathLike, Image.Image)):
         raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, a PIL image, "

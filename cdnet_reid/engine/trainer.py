@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import CfgNode
+from ..config import CfgNode, ConfigError
 from ..data import build_test_loader, build_train_loader, dataset_task
 from ..evaluation import build_evaluator, inference_on_dataset, print_results
-from ..modeling import build_model, convert_sync_batchnorm
+from ..modeling import build_model, convert_sync_batchnorm, inference_config, load_model
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer, find_last_checkpoint, read_checkpoint
@@ -179,7 +179,8 @@ class DefaultTrainer(SimpleTrainer):
         genotype of a searched backbone)."""
         model = unwrap(self.model)
         extra = model.checkpoint_extra() if hasattr(model, "checkpoint_extra") else {}
-        return {**extra, "config": self.cfg.dump(), "num_classes": self.cfg.MODEL.HEADS.NUM_CLASSES,
+        return {**extra, "config": self.cfg.dump(),
+                "inference_config": inference_config(self.cfg), "num_classes": self.cfg.MODEL.HEADS.NUM_CLASSES,
                 "rng_states": self._rng_states or [rng_state()]}
 
     def after_epoch(self):
@@ -353,20 +354,19 @@ class DefaultTrainer(SimpleTrainer):
 
     @classmethod
     def build_model_for_eval(cls, cfg, resume: bool = False) -> nn.Module:
-        """The model with trained weights for ``--eval-only``: ``MODEL.WEIGHTS``, or with
-        ``resume`` the last checkpoint of ``OUTPUT_DIR``. The classifier size comes from the
-        checkpoint when ``MODEL.HEADS.NUM_CLASSES`` is 0, and the model is rebuilt from what the
-        checkpoint stores of it (e.g. a searched backbone's genotype), so evaluation does not
-        depend on files that may have changed since training."""
+        """The model with trained weights for ``--eval-only`` (see :meth:`load_model_for_eval`;
+        ``cfg`` must agree with the checkpoint on every key that changes the embeddings)."""
+        return cls.load_model_for_eval(cfg, resume=resume)[0]
+
+    @classmethod
+    def load_model_for_eval(cls, cfg, resume: bool = False, *, config_keys=None, explicit=()) -> tuple:
+        """``(model, cfg)``: the model with trained weights, ``MODEL.WEIGHTS`` or with ``resume``
+        the last checkpoint of ``OUTPUT_DIR``, rebuilt by :func:`~cdnet_reid.modeling.load_model`
+        from what the checkpoint stores (its inference config, genotype, number of classes), and
+        the config to evaluate it with. ``config_keys`` and ``explicit``: see
+        :func:`~cdnet_reid.modeling.resolve_model_config`."""
         path = (find_last_checkpoint(cfg.OUTPUT_DIR) if resume else None) or cfg.MODEL.WEIGHTS
         if not path:
-            raise ValueError("--eval-only needs MODEL.WEIGHTS (or --resume with a checkpoint in OUTPUT_DIR)")
-        stored = read_checkpoint(path)
-        cfg = cfg.clone()
-        cfg.defrost()
-        if cfg.MODEL.HEADS.NUM_CLASSES == 0 and stored.get("num_classes"):
-            cfg.MODEL.HEADS.NUM_CLASSES = int(stored["num_classes"])
-        cfg.freeze()
-        model = cls.build_model(cfg, stored=stored)
-        Checkpointer(model).load_model_weights(stored, path)
-        return model
+            raise ConfigError("evaluation needs MODEL.WEIGHTS (or a checkpoint in OUTPUT_DIR to resume from)")
+        return load_model(cfg, checkpoint=path, config_keys=config_keys,
+                          explicit=explicit, build=cls.build_model)

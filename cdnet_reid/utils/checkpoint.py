@@ -105,7 +105,7 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
     local = path if os.path.exists(path) else PathManager.get_local_path(path)
     if not os.path.exists(local):
         raise CheckpointNotFoundError(f"checkpoint not found: {path} (check MODEL.WEIGHTS, "
-                                      "MODEL.PRETRAIN_PATH or the --resume folder)")
+                                      "MODEL.PRETRAIN_PATH or the run folder resumed from)")
     reason = _not_a_checkpoint(local)
     if reason:
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}")

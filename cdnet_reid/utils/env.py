@@ -108,10 +108,10 @@ def collect_env_info() -> str:
     """A table of the versions and hardware that matter for reproducing a run."""
     from tabulate import tabulate
 
-    import cdnet_reid
+    from ..version import __version__
 
     rows = [("sys.platform", sys.platform), ("Python", sys.version.replace("\n", " ")),
-            ("platform", platform.platform()), ("cdnet_reid", cdnet_reid.__version__),
+            ("platform", platform.platform()), ("cdnet_reid", __version__),
             ("numpy", np.__version__), ("PyTorch", torch.__version__),
             ("PyTorch debug build", torch.version.debug), ("CPU threads", torch.get_num_threads()),
             ("CPU allocator", cpu_allocator_state())]

@@ -12,7 +12,18 @@ from iopath.common.file_io import HTTPURLHandler, PathManager as _PathManager
 PathManager = _PathManager()
 PathManager.register_handler(HTTPURLHandler())
 
-__all__ = ["PathManager", "TEMP_PREFIX", "atomic_write", "remove_stale_temp_files"]
+__all__ = ["InputFileError", "InputFileNotFoundError", "PathManager", "TEMP_PREFIX", "atomic_write",
+           "remove_stale_temp_files",
+           "spreadsheet_safe"]
+
+
+class InputFileError(ValueError):
+    """An input file or folder that is missing, unreadable, empty or of the wrong kind; the
+    message names it and the cause."""
+
+
+class InputFileNotFoundError(InputFileError, FileNotFoundError):
+    """An input file or folder that does not exist."""
 
 #: Name prefix of the temporary files of :func:`atomic_write` (see :func:`remove_stale_temp_files`).
 TEMP_PREFIX = ".tmp_"
@@ -55,3 +66,13 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     for path in stale:
         os.remove(path)
     return stale
+
+
+#: First characters that make a spreadsheet read a CSV cell as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` for a CSV cell that a spreadsheet shows as text: one starting with = + - @ (or a
+    tab / carriage return) gets a leading ``'`` so that it is never run as a formula."""
+    return "'" + text if text.startswith(_FORMULA_START) else text

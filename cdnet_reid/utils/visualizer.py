@@ -143,16 +143,19 @@ def _framed(img: np.ndarray, color: Tuple[int, int, int], width: int) -> np.ndar
 def plot_rank_list(query_path: str, query_pid: int, query_camid: int,
                    gallery_paths: Sequence[str], gallery_pids: Sequence[int],
                    gallery_camids: Sequence[int], distances: Sequence[float], out_path: str, *,
-                   title: str = "", image_size: Tuple[int, int] = (128, 64)) -> str:
+                   title: str = "", image_size: Tuple[int, int] = (128, 64),
+                   show_names: bool = False) -> str:
     """One row: the query (blue frame) then its ranked gallery matches, each with a green
     (same identity) or red (other identity) frame, its rank, distance and camera id. Without
-    labels (``query_pid``/``gallery_pids`` None) the frames are grey and only distances shown."""
+    labels (``query_pid``/``gallery_pids`` None) the frames are grey and only distances shown.
+    ``show_names``: each image's file name under it (shortened to 18 characters)."""
     k = len(gallery_paths)
     h, w = image_size
     bw = max(2, w // 16)
     dpi = 100
     panel_w = (w + 2 * bw) / dpi + 0.12  # inches: images drawn about 1:1
-    top, bottom = (0.62 if title else 0.4), 0.05  # room for the title and the two-line labels
+    top = 0.62 if title else 0.4  # room for the title and the two-line labels
+    bottom = 0.2 if show_names else 0.05
     fig_h = (h + 2 * bw) / dpi + top + bottom
     fig = _figure(panel_w * (k + 1) + 0.1, fig_h, dpi=dpi)
     axes = fig.subplots(1, k + 1, squeeze=False)[0]
@@ -171,16 +174,24 @@ def plot_rank_list(query_path: str, query_pid: int, query_camid: int,
         axes[j + 1].set_title(f"#{j + 1} d={distances[j]:.3f}\nid {gallery_pids[j]} cam "
                               f"{gallery_camids[j]}", fontsize=6.5,
                               color="#289c3c" if ok else "#dc2828")
-    for ax in axes:
+    for ax, path in zip(axes, [query_path, *gallery_paths]):
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
+        if show_names:
+            ax.set_xlabel(_short_name(path), fontsize=5.5, color="#303030")
     if title:
         fig.suptitle(title, fontsize=8, y=1 - 0.04 / fig_h)
     fig.subplots_adjust(left=0.05 / fig.get_figwidth(), right=1 - 0.05 / fig.get_figwidth(),
                         bottom=bottom / fig_h, top=1 - top / fig_h, wspace=0.12)
     return _save(fig, out_path)
+
+
+def _short_name(path: str, limit: int = 18) -> str:
+    """The file name of ``path``, its middle elided beyond ``limit`` characters."""
+    name = os.path.basename(str(path))
+    return name if len(name) <= limit else name[:limit // 2 - 1] + "…" + name[-(limit // 2):]
 
 
 def plot_rank_summary(cmc: np.ndarray, pos_dists: np.ndarray, neg_dists: np.ndarray,

@@ -17,6 +17,8 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from ...utils.file_io import InputFileNotFoundError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["IMG_EXTENSIONS", "MARKET_NAME_RE", "DatasetLayoutError", "is_image_file",
@@ -235,17 +237,18 @@ def scan_image_folder(dir_path: str, *, dataset: str,
     return items, classes
 
 
-def list_image_files(source: str, *, what: str = "--input") -> Tuple[List[str], List[str]]:
+def list_image_files(source: str, *, what: str = "image source") -> Tuple[List[str], List[str]]:
     """``(paths to read, names to record)`` of ``source``: a folder, searched recursively for
     images (sorted; names relative to the folder), or a text file with one path per line
     (``#`` comments and blank lines skipped; a relative path that does not exist from the working
-    directory is taken relative to the list file). ``what`` names the option in errors."""
+    directory is taken relative to the list file). ``what`` names the source in errors; a missing
+    source raises :class:`~cdnet_reid.utils.file_io.InputFileNotFoundError`."""
     if os.path.isdir(source):
         found = sorted(os.path.join(root, f) for root, _, files in os.walk(source) for f in files
                        if is_image_file(f))
         return found, [os.path.relpath(p, source) for p in found]
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"{what} {source}: no such folder or list file")
+        raise InputFileNotFoundError(f"{what} {source}: no such folder or list file")
     base = os.path.dirname(os.path.abspath(source))
     paths = []
     with open(source, encoding="utf-8") as f:

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ...config import ConfigError
 from ...utils.file_io import atomic_write
 
 FORMAT = "cdnet-reid-genotype"
@@ -43,7 +44,7 @@ CANDIDATES: Dict[str, List[Tuple[int, ...]]] = {
 GENOTYPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "genotypes")
 
 
-class GenotypeError(ValueError):
+class GenotypeError(ConfigError):
     """A genotype file or value that cannot be used."""
 
 

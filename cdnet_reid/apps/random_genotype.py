@@ -1,0 +1,54 @@
+"""A genotype drawn uniformly at random from a search space: the baseline a search must beat.
+
+    cdnet-reid random-genotype --space cdnet --seed 1                       # print it
+    cdnet-reid random-genotype --space cdnet --seed 1 --output random1.json
+    cdnet-reid train --config-file Synthetic/cdnet.yml MODEL.BACKBONE.GENOTYPE random1.json
+
+Every one of the ``--layers`` searchable layers (6: the sum of MODEL.BACKBONE.STAGES [2, 2, 2])
+gets one of the space's candidates (CDNet: 12 ``[k1, k2, r]``, CNet: 6 ``[k1, k2]``, in the order
+of the architecture logits), independently and with equal probability, from
+``random.Random(seed)``: the same seed gives the same genotype on every machine and Python version.
+The file is in our genotype format (``meta`` records the space, the seed and the rule), readable
+wherever a genotype is (``MODEL.BACKBONE.GENOTYPE``).
+"""
+
+import json
+import random
+from typing import Optional, Sequence
+
+from ..modeling.cdnet.genotype import CANDIDATES, Genotype, save_genotype
+from .args import add_output, tool_parser
+
+
+def random_genotype(space: str, seed: int, num_layers: int = 6) -> Genotype:
+    """``num_layers`` candidates of ``space`` drawn uniformly and independently with ``seed``."""
+    if space not in CANDIDATES:
+        raise ValueError(f"unknown space {space!r}; expected one of {sorted(CANDIDATES)}")
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    table = CANDIDATES[space]
+    rng = random.Random(seed)
+    ops = [rng.randrange(len(table)) for _ in range(num_layers)]
+    return Genotype(space, [table[i] for i in ops],
+                    meta={"source": "random", "space": space, "seed": seed,
+                          "rule": f"uniform over the {len(table)} candidates, independently per layer "
+                                  "(random.Random(seed).randrange)"})
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+    parser = tool_parser(prog, __doc__)
+    parser.add_argument("--space", choices=sorted(CANDIDATES), default="cdnet")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--layers", type=int, default=6, help="searchable layers (sum of MODEL.BACKBONE.STAGES)")
+    add_output(parser, "genotype JSON file to write (default: print only)", required=False)
+    args = parser.parse_args(argv)
+    if args.layers < 1:
+        parser.error(f"--layers must be >= 1, got {args.layers}")
+    geno = random_genotype(args.space, args.seed, args.layers)
+    if args.output:
+        save_genotype(geno, args.output)
+        print(f"{args.output}: {json.dumps([list(e) for e in geno.layers])} (ops {geno.ops})")
+    else:
+        print(json.dumps(geno.to_dict()))
+    return geno
+
