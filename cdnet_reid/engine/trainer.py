@@ -13,7 +13,7 @@ from ..config import CfgNode
 from ..data import build_test_loader, build_train_loader, dataset_task
 from ..evaluation import build_evaluator, inference_on_dataset, print_results
 from ..modeling import build_model, convert_sync_batchnorm
-from ..solver import build_lr_scheduler, build_optimizer
+from ..solver import build_lr_scheduler, build_optimizer, check_lr_schedule
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer, find_last_checkpoint, read_checkpoint
 from ..utils.events import CommonMetricPrinter, JSONWriter, build_tensorboard_writer
@@ -88,6 +88,7 @@ class DefaultTrainer(SimpleTrainer):
     """
 
     def __init__(self, cfg: CfgNode):
+        check_lr_schedule(cfg)  # before the data are read
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader)
         self.validate_test_sets(cfg)
