@@ -159,7 +159,9 @@ _C.SOLVER.OPT = "SGD"
 _C.SOLVER.MAX_EPOCH = 350
 # Total batch over all ranks.
 _C.SOLVER.IMS_PER_BATCH = 64
-# Iterations per epoch. 0 = number of training images // IMS_PER_BATCH.
+# Iterations per epoch. 0 = the epoch of the training sampler: with IdentitySampler the original
+# code's, sum over identities of max(n_images, K) rounded down to a multiple of K, // IMS_PER_BATCH
+# (Market-1501: about 184); with TrainingSampler, number of training images // IMS_PER_BATCH.
 _C.SOLVER.ITERS_PER_EPOCH = 0
 # The LR the optimizer starts from (every schedule is a multiple of it). With SCHED "MultiStep" and a
 # non-empty LR_LIST it must equal LR_LIST[0] (else an error: change both, or set LR_LIST []).

@@ -2,7 +2,7 @@
 
 import logging
 import os
-from typing import Callable, Dict, NamedTuple, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader
@@ -97,6 +97,12 @@ class InfiniteLoader(DataLoader):
         super().__init__(dataset, batch_sampler=BatchSampler(sampler, batch_size, drop_last=True),
                          **kwargs)
         self.images_per_batch = batch_size
+
+    @property
+    def epoch_length(self) -> Optional[int]:
+        """Batches per epoch as the index sampler states it (``IdentitySampler.epoch_length``),
+        or None when it states none (plain shuffling)."""
+        return getattr(self.batch_sampler.sampler.sampler, "epoch_length", None)
 
     def set_start(self, sample_index: int) -> None:
         """Continue the stream at this rank's ``sample_index``-th sample."""

@@ -247,8 +247,13 @@ class DefaultTrainer(SimpleTrainer):
 
     @staticmethod
     def compute_iters_per_epoch(cfg, data_loader) -> int:
+        """``SOLVER.ITERS_PER_EPOCH`` when set, else the epoch the training sampler states (the
+        P x K sampler's, as the original code counts it), else training images // batch."""
         if cfg.SOLVER.ITERS_PER_EPOCH > 0:
             return cfg.SOLVER.ITERS_PER_EPOCH
+        stated = getattr(data_loader, "epoch_length", None)
+        if stated is not None:
+            return max(1, stated)
         return max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
 
     # ------------------------------------------------------------------ running
