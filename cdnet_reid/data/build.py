@@ -142,9 +142,7 @@ def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:
     ds = build_dataset(cfg, dataset_name)
     if comm.is_main_process():
         ds.log_summary()
-    if not ds.query or not ds.gallery:
-        raise ValueError(f"{dataset_name} cannot be evaluated: it has {len(ds.query)} query and "
-                         f"{len(ds.gallery)} gallery images (DATASETS.TESTS)")
+    ds.check_test_split()
     dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False),
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder")
     return TestLoader(build_inference_loader(cfg, dataset), len(ds.query))
