@@ -253,6 +253,8 @@ class DefaultTrainer(SimpleTrainer):
             return cfg.SOLVER.ITERS_PER_EPOCH
         stated = getattr(data_loader, "epoch_length", None)
         if stated is not None:
+            logger.info("%d iterations per epoch (the epoch of the P x K sampler over %d images)",
+                        stated, len(data_loader.dataset))
             return max(1, stated)
         return max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
 
@@ -270,6 +272,7 @@ class DefaultTrainer(SimpleTrainer):
             stored = read_checkpoint(path)
             if stored.get("config"):
                 self.check_resume_config(CfgNode.load_cfg(stored["config"]), path, allow_changed)
+            self.check_resume_epoch(stored, path, allow_changed)
             self.checkpointer.load_model_weights(stored, path)
             for key, obj in self.checkpointer.checkpointables.items():
                 if key in stored:
@@ -310,6 +313,21 @@ class DefaultTrainer(SimpleTrainer):
                 f"model or the data stream:\n{lines}\nRestore them, start a new run (another "
                 "OUTPUT_DIR, or --overwrite), or continue anyway with --resume-changed.")
         logger.warning("--resume: the config differs from the checkpoint's (%s):\n%s", path, lines)
+
+    def check_resume_epoch(self, stored: dict, path: str, allow_changed: bool) -> None:
+        """Stop when checkpoint ``path`` counted another number of iterations per epoch than this
+        run (same config, another rule, e.g. written before the P x K sampler's epoch was used):
+        the LR steps and evaluations would move."""
+        iteration, epoch = stored.get("iteration"), stored.get("epoch")
+        if iteration is None or epoch is None or iteration // self.iters_per_epoch == epoch:
+            return
+        before = f" (about {iteration // epoch})" if epoch else ""
+        message = (f"--resume: {path} was written at iteration {iteration} as epoch {epoch}, with another "
+                   f"number of iterations per epoch{before} than this run's {self.iters_per_epoch}")
+        if not allow_changed:
+            raise ResumeMismatchError(f"{message}; set SOLVER.ITERS_PER_EPOCH to the run's value, or "
+                                      "continue anyway with --resume-changed")
+        logger.warning("%s; continuing with %d", message, self.iters_per_epoch)
 
     def _restore_rng(self, states: Optional[List[dict]]) -> None:
         if not states:
