@@ -58,6 +58,8 @@ BAD_FILES = [
     pytest.param('{"layers": [[3, 5, 1' + "0" * 5000 + "]]}", r"a number too large to read", id="huge-literal"),
     pytest.param(_ours(version="1"), r"version: '1' is not an integer", id="version-string"),
     pytest.param(_ours(version=2), r"version: genotype format version 2 is newer", id="version-newer"),
+    pytest.param('{"format": "cdnet-reid-genotype", "space": "cdnet", "layers": [[3, 5, 1]]}',
+                 r"version: missing \(our format has the keys", id="version-missing"),
     pytest.param(_ours(space=5), r"space: 5 is not a search space", id="space-number"),
     pytest.param(_ours(format="other"), r"format: 'other' is not 'cdnet-reid-genotype'", id="format"),
     pytest.param(_ours(ops=["0"] * 6), r"ops\[0\]: '0' is not an integer", id="ops-string"),

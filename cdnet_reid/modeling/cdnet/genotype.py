@@ -193,7 +193,10 @@ class Genotype:
         if ours:
             if d["format"] != FORMAT:
                 raise GenotypeError(f"format: {_show(d['format'])} is not {FORMAT!r}")
-            version = _integer(d.get("version"), "version")
+            for key in ("version", "space"):
+                if key not in d:
+                    raise GenotypeError(f"{key}: missing (our format has the keys {list(_OURS_KEYS)})")
+            version = _integer(d["version"], "version")
             if version > VERSION:
                 raise GenotypeError(f"version: genotype format version {version} is newer than "
                                     f"this code understands ({VERSION}); upgrade cdnet-reid")
