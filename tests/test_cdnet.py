@@ -153,7 +153,7 @@ def test_inconsistent_settings_are_rejected():
         CDNet(genotype=geno, planes=[64, 256, 384])
     with pytest.raises(ValueError, match="needs a cdnet genotype, got a cnet one"):
         CDNet(genotype=load_genotype("cnet_top2"))
-    with pytest.raises(GenotypeError, match=r"layer 1: \[3, 11, 1\] is not a cdnet candidate"):
+    with pytest.raises(GenotypeError, match=r"layers\[1\]: \[3, 11, 1\] is not a cdnet candidate"):
         Genotype("cdnet", [[3, 5, 1], [3, 11, 1]])
     with pytest.raises(ValueError, match="STEM"):
         CNet(genotype=load_genotype("cnet_top2"), stem="tiny")

@@ -10,6 +10,7 @@ import pytest
 from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.data.datasets import DATASET_REGISTRY
 from cdnet_reid.modeling import BACKBONE_REGISTRY, HEAD_REGISTRY, META_ARCH_REGISTRY
+from cdnet_reid.solver import check_lr_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,3 +87,4 @@ def test_every_shipped_config_merges_and_resolves(path):
     assert cfg.MODEL.HEADS.NAME in HEAD_REGISTRY
     for name in list(cfg.DATASETS.NAMES) + list(cfg.DATASETS.TESTS):
         assert name in DATASET_REGISTRY, name
+    check_lr_schedule(cfg)  # the schedule keys agree (e.g. LR_LIST[0] == BASE_LR)

@@ -153,3 +153,34 @@ def test_lone_double_dash_separator_is_dropped():
     assert (cfg.SOLVER.MAX_EPOCH, cfg.SEED) == (3, -1)
     with pytest.raises(ConfigError, match="odd number"):
         get_cfg().merge_from_list(["--", "SOLVER.MAX_EPOCH"])
+
+
+# ---------------------------------------------------------------------------------------------- #
+# Cycles and unreadable files
+# ---------------------------------------------------------------------------------------------- #
+def test_base_cycle_names_the_chain(tmp_path):
+    a = _write(tmp_path / "a.yml", "_BASE_: sub/b.yml\nSEED: 1\n")
+    b = _write(tmp_path / "sub" / "b.yml", "_BASE_: ../a.yml\n")
+    msg = _raises(get_cfg().merge_from_file, a)
+    assert msg == f"_BASE_ cycle in config file {b}: {a} -> {b} -> {a}"
+    self_ref = _write(tmp_path / "self.yml", "_BASE_: self.yml\n")
+    assert _raises(CfgNode.load_yaml_with_base, self_ref) == (
+        f"_BASE_ cycle in config file {self_ref}: {self_ref} -> {self_ref}")
+
+
+def test_a_shared_base_is_not_a_cycle(tmp_path):
+    _write(tmp_path / "d.yml", "SEED: 4\n")
+    _write(tmp_path / "b.yml", "_BASE_: d.yml\n")
+    _write(tmp_path / "c.yml", "_BASE_: d.yml\n")
+    top = _write(tmp_path / "a.yml", "_BASE_: [b.yml, c.yml]\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(top)
+    assert cfg.SEED == 4
+
+
+def test_non_utf8_config_is_named(tmp_path):
+    path = tmp_path / "latin1.yml"
+    path.write_bytes("SEED: 3\nOUTPUT_DIR: café\n".encode("latin-1"))
+    child = _write(tmp_path / "child.yml", "_BASE_: latin1.yml\n")
+    assert _raises(get_cfg().merge_from_file, child) == (
+        f"cannot read config file {path} (included by {child}): not UTF-8 text (byte 0xe9 at offset 23)")

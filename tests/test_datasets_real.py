@@ -193,7 +193,7 @@ def test_custom_reid_csv_and_txt_lists(tmp_path):
     with pytest.raises(ValueError, match=r"query\.txt:1: expected 'path,pid,camid'"):
         CustomReID(root=str(tmp_path), folder="shop")
     (base / "query.txt").write_text("imgs/missing.jpg 10 0\n")
-    with pytest.raises(DatasetLayoutError, match=r"missing\.jpg, which does not exist"):
+    with pytest.raises(DatasetLayoutError, match=r"names 1 image\(s\) that do not exist \(of 1\), .*missing\.jpg"):
         CustomReID(root=str(tmp_path), folder="shop")
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -9,13 +9,12 @@ import re
 import shlex
 
 import pytest
-import torch
 from torch import nn
 
 from cdnet_reid import cli
-from cdnet_reid.config import get_cfg
+from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.engine.defaults import setup_cfg
-from cdnet_reid.solver import build_lr_scheduler, build_optimizer
+from cdnet_reid.solver import build_lr_scheduler, build_optimizer, check_lr_schedule
 
 KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
 
@@ -74,12 +73,17 @@ def test_each_documented_override_is_applied(command, key, value):
     assert got == want and got != default, f"{command}: {key} {value} leaves {key} at {default!r}"
 
 
-@pytest.mark.xfail(strict=True, reason="SOLVER.BASE_LR is ignored while SOLVER.LR_LIST is set (issue 18: "
-                   "the config-validation helper gives BASE_LR and LR_LIST one meaning; remove this mark then)")
-def test_the_documented_learning_rate_is_the_learning_rate_used():
+def test_the_learning_rate_set_is_the_learning_rate_used_or_refused():
+    """SOLVER.BASE_LR alone used to be ignored while SOLVER.LR_LIST (the default schedule) was set:
+    now it is refused in one line naming both keys, and with a matching LR_LIST it is what trains."""
     args = argparse.Namespace(config_file="", opts=["SOLVER.BASE_LR", "0.01"], import_module=[])
+    with pytest.raises(ConfigError, match=r"SOLVER.BASE_LR is 0.01 but SOLVER.LR_LIST .* SOLVER.LR_LIST too"):
+        check_lr_schedule(setup_cfg(args))
+    args.opts += ["SOLVER.LR_LIST", "[0.01,0.001,0.0001,0.00001]"]
     cfg = setup_cfg(args)
+    check_lr_schedule(cfg)
     optimizer = build_optimizer(cfg, nn.Linear(2, 2))
-    build_lr_scheduler(cfg, optimizer, iters_per_epoch=10)
+    scheduler = build_lr_scheduler(cfg, optimizer, iters_per_epoch=10)
+    for _ in range(cfg.SOLVER.WARMUP_ITERS):
+        scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
-    assert torch.is_tensor(optimizer.param_groups[0]["params"][0])

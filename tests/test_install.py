@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.WIDTH_MULT", "0.25", "INPUT.SIZE_TRAIN", "[64,32]",
         "INPUT.SIZE_TEST", "[64,32]", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.ITERS_PER_EPOCH", "2",
-        "SOLVER.MAX_EPOCH", "1", "SOLVER.MILESTONES", "[]", "SOLVER.LR_LIST", "[0.01]",
+        "SOLVER.MAX_EPOCH", "1", "SOLVER.MILESTONES", "[]", "SOLVER.BASE_LR", "0.01", "SOLVER.LR_LIST", "[0.01]",
         "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0", "SEED", "0"]
 
 

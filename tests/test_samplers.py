@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdnet_reid.data.samplers import IdentitySampler, InferenceSampler, TrainingSampler
+from cdnet_reid.data.samplers import IdentitySampler, InferenceSampler, TrainingSampler, identity_epoch_length
 from cdnet_reid.utils import comm
 
 
@@ -226,3 +226,55 @@ def test_batch_sampler_integration():
     for batch in itertools.islice(iter(bs), 20):
         c = Counter(pids[i] for i in batch)
         assert len(batch) == 16 and len(c) == 4 and set(c.values()) == {4}
+
+
+# ------------------------------------------------------------------ the epoch of the P x K sampler
+#: MSMT17 (V1) list_train.txt: number of identities holding n images, {n: identities}
+#: (1,041 identities, 30,248 images).
+MSMT17_TRAIN_IMAGES_PER_ID = {
+    5: 2, 6: 8, 7: 15, 8: 14, 9: 24, 10: 23, 11: 24, 12: 24, 13: 41, 14: 40, 15: 37, 16: 28, 17: 44,
+    18: 36, 19: 36, 20: 44, 21: 31, 22: 33, 23: 39, 24: 36, 25: 24, 26: 25, 27: 20, 28: 26, 29: 25,
+    30: 24, 31: 17, 32: 25, 33: 20, 34: 26, 35: 11, 36: 12, 37: 12, 38: 9, 39: 2, 40: 7, 41: 10, 42: 3,
+    43: 6, 44: 5, 45: 4, 46: 4, 47: 7, 48: 5, 49: 4, 50: 4, 51: 9, 52: 3, 53: 5, 54: 5, 55: 1, 56: 2,
+    57: 5, 58: 1, 59: 1, 60: 4, 61: 2, 62: 6, 63: 4, 64: 5, 65: 6, 66: 4, 67: 4, 68: 2, 69: 2, 70: 3,
+    71: 2, 72: 6, 73: 1, 74: 1, 75: 2, 76: 1, 77: 1, 78: 2, 79: 2, 80: 1, 82: 2, 83: 1, 85: 1, 87: 3,
+    88: 1, 90: 1, 92: 2, 95: 2, 96: 1, 97: 1, 99: 2, 102: 1, 104: 1, 106: 1, 108: 1, 113: 2, 118: 2,
+    119: 1, 142: 1, 143: 1, 147: 1, 196: 1, 258: 1, 371: 1,
+}
+
+
+def _authors_epoch_images(images_per_id, k):
+    """The original sampler's stated length, built as its code builds it: every identity's list,
+    padded to K by drawing with replacement when shorter, cut into chunks of K, the remainder
+    dropped; the number of indices in all chunks."""
+    rng = np.random.default_rng(0)
+    total = 0
+    for n in images_per_id:
+        idxs = list(range(n)) if n >= k else list(rng.choice(n, size=k, replace=True))
+        chunks = [idxs[i:i + k] for i in range(0, len(idxs), k)]
+        total += sum(len(c) for c in chunks if len(c) == k)
+    return total
+
+
+@pytest.mark.parametrize("images_per_id,k,batch", [
+    ([1, 2, 3, 4, 5, 7, 8, 9], 4, 16),
+    ([n for n, ids in MSMT17_TRAIN_IMAGES_PER_ID.items() for _ in range(ids)], 4, 64),
+    ([14] * 64, 4, 64),  # the README demo's SyntheticReID: 64 ids x 14 images
+    ([3, 5, 6, 11] * 20, 2, 32),
+])
+def test_identity_sampler_states_the_authors_epoch(images_per_id, k, batch):
+    pids = [pid for pid, n in enumerate(images_per_id) for _ in range(n)]
+    sampler = IdentitySampler(pids, batch, k, seed=0, rank=0, world_size=1)
+    expected = _authors_epoch_images(images_per_id, k) // batch
+    assert sampler.epoch_length == identity_epoch_length(images_per_id, k, batch) == expected
+    # every stated batch is a full P x K batch the sampler really yields within about one round
+    rounds = list(sampler._one_round(np.random.default_rng(0)))
+    assert expected * 0.9 <= len(rounds) <= expected
+
+
+def test_identity_epoch_length_on_the_real_layouts():
+    msmt = [n for n, ids in MSMT17_TRAIN_IMAGES_PER_ID.items() for _ in range(ids)]
+    assert (len(msmt), sum(msmt)) == (1041, 30248)
+    assert identity_epoch_length(msmt, 4, 64) == 448  # was 30,248 // 64 = 472
+    assert identity_epoch_length([14] * 64, 4, 64) == 12  # was 896 // 64 = 14
+    assert identity_epoch_length([1, 2, 3, 4, 5, 7, 8, 9], 4, 16) == 40 // 16

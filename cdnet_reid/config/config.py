@@ -37,7 +37,7 @@ class CfgNode(_FvcoreCfgNode):
     def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
         """fvcore's ``load_yaml_with_base`` (same result), with errors that name the file and the
         chain of files that included it. Keys are not checked against any tree here."""
-        return cls._load_yaml_chain(filename, filename, (), allow_unsafe, None)
+        return cls._load_yaml_chain(filename, filename, (), allow_unsafe, None, ())
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file and its ``_BASE_`` files, each checked against this tree on its own."""
@@ -52,7 +52,7 @@ class CfgNode(_FvcoreCfgNode):
             except _MERGE_ERRORS as e:
                 raise ConfigError(f"in config file {where}: {_message(e)}") from e
 
-        loaded = self._load_yaml_chain(cfg_filename, cfg_filename, (), allow_unsafe, check)
+        loaded = self._load_yaml_chain(cfg_filename, cfg_filename, (), allow_unsafe, check, ())
         try:
             self.merge_from_other_cfg(type(self)(loaded))
         except _MERGE_ERRORS as e:
@@ -60,14 +60,20 @@ class CfgNode(_FvcoreCfgNode):
 
     @classmethod
     def _load_yaml_chain(cls, filename: str, shown: str, includers: Sequence[str], allow_unsafe: bool,
-                         check: Optional[Callable[[Dict[str, Any], str], None]]) -> Dict[str, Any]:
+                         check: Optional[Callable[[Dict[str, Any], str], None]],
+                         chain: Sequence[str]) -> Dict[str, Any]:
         """The dict of ``filename`` with its ``_BASE_`` files merged underneath (fvcore semantics).
 
         ``shown`` is how the file is named in messages; ``includers`` the files that include it,
         nearest first. ``check(own_keys, where)``, if given, validates the keys written in each
-        file (without those of its bases) as soon as the file is read.
+        file (without those of its bases) as soon as the file is read. ``chain``: the real paths
+        of the including files, outermost first (a file that includes itself is a cycle).
         """
         where = shown + _included_by(includers)
+        real = filename if "://" in filename else os.path.realpath(filename)
+        if real in chain:
+            cycle = [*reversed(includers), shown]
+            raise ConfigError(f"{BASE_KEY} cycle in config file {includers[0]}: {' -> '.join(cycle)}")
         cfg = cls._read_yaml(filename, shown, includers, allow_unsafe)
         if cfg is None:  # an empty file sets nothing
             cfg = {}
@@ -88,7 +94,8 @@ class CfgNode(_FvcoreCfgNode):
         for base in bases:
             path = _base_path(base, filename)
             base_shown = _display_path(path)
-            base_cfg = cls._load_yaml_chain(path, base_shown, (shown, *includers), allow_unsafe, check)
+            base_cfg = cls._load_yaml_chain(path, base_shown, (shown, *includers), allow_unsafe, check,
+                                            (*chain, real))
             _merge_dicts(base_cfg, merged, base_shown + _included_by((shown, *includers)), [])
         _merge_dicts(cfg, merged, where, [])
         return merged
@@ -107,6 +114,9 @@ class CfgNode(_FvcoreCfgNode):
             raise ConfigError(f"config file not found: {shown}{chain}") from e
         except OSError as e:
             raise ConfigError(f"cannot read config file {where}: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"cannot read config file {where}: not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                              f"at offset {e.start})") from None
         try:
             return yaml.safe_load(text)
         except yaml.constructor.ConstructorError as e:

@@ -159,8 +159,12 @@ _C.SOLVER.OPT = "SGD"
 _C.SOLVER.MAX_EPOCH = 350
 # Total batch over all ranks.
 _C.SOLVER.IMS_PER_BATCH = 64
-# Iterations per epoch. 0 = number of training images // IMS_PER_BATCH.
+# Iterations per epoch. 0 = the epoch of the training sampler: with IdentitySampler the original
+# code's, sum over identities of max(n_images, K) rounded down to a multiple of K, // IMS_PER_BATCH
+# (Market-1501: about 184); with TrainingSampler, number of training images // IMS_PER_BATCH.
 _C.SOLVER.ITERS_PER_EPOCH = 0
+# The LR the optimizer starts from (every schedule is a multiple of it). With SCHED "MultiStep" and a
+# non-empty LR_LIST it must equal LR_LIST[0] (else an error: change both, or set LR_LIST []).
 _C.SOLVER.BASE_LR = 0.065
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.NESTEROV = False
@@ -172,9 +176,10 @@ _C.SOLVER.WEIGHT_DECAY_BIAS = None
 _C.SOLVER.BIAS_LR_FACTOR = 1.0
 
 # LR schedule, a function of the iteration (stepped every iteration):
-#   "MultiStep":   LR_LIST[k] (or BASE_LR * GAMMA**k when LR_LIST is empty), where k is the number
-#                  of MILESTONES reached; milestones are absolute 1-based epochs, so with
-#                  MILESTONES [150] epochs 1..149 use LR_LIST[0] and epoch 150 onward LR_LIST[1].
+#   "MultiStep":   LR_LIST[k] (LR_LIST[0] must equal BASE_LR), or BASE_LR * GAMMA**k when LR_LIST
+#                  is empty, where k is the number of MILESTONES reached; milestones are absolute
+#                  1-based epochs, so with MILESTONES [150] epochs 1..149 use LR_LIST[0] and epoch
+#                  150 onward LR_LIST[1].
 #   "Cosine":      BASE_LR -> ETA_MIN_LR along a half cosine over MAX_EPOCH.
 #   "Exponential": BASE_LR * GAMMA**E during 1-based epoch E (the ImageNet recipe: 0.1 * 0.97**E).
 _C.SOLVER.SCHED = "MultiStep"

@@ -2,7 +2,7 @@
 
 import logging
 import os
-from typing import Callable, Dict, NamedTuple, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader
@@ -98,6 +98,12 @@ class InfiniteLoader(DataLoader):
                          **kwargs)
         self.images_per_batch = batch_size
 
+    @property
+    def epoch_length(self) -> Optional[int]:
+        """Batches per epoch as the index sampler states it (``IdentitySampler.epoch_length``),
+        or None when it states none (plain shuffling)."""
+        return getattr(self.batch_sampler.sampler.sampler, "epoch_length", None)
+
     def set_start(self, sample_index: int) -> None:
         """Continue the stream at this rank's ``sample_index``-th sample."""
         self.batch_sampler.sampler.set_start(sample_index)
@@ -136,9 +142,7 @@ def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:
     ds = build_dataset(cfg, dataset_name)
     if comm.is_main_process():
         ds.log_summary()
-    if not ds.query or not ds.gallery:
-        raise ValueError(f"{dataset_name} cannot be evaluated: it has {len(ds.query)} query and "
-                         f"{len(ds.gallery)} gallery images (DATASETS.TESTS)")
+    ds.check_test_split()
     dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False),
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder")
     return TestLoader(build_inference_loader(cfg, dataset), len(ds.query))

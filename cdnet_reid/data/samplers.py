@@ -8,13 +8,15 @@ stream and keeps only its own share of it, so the ranks never overlap.
 
 * :class:`TrainingSampler` -- infinite stream of shuffled epochs; rank ``r`` takes ``[r::world]``.
 * :class:`IdentitySampler` -- infinite P x K stream (P identities x K images per global batch);
-  each rank receives whole identities of every global batch.
+  each rank receives whole identities of every global batch. It states its epoch length
+  (``epoch_length``, the original code's), which the trainer uses unless told otherwise.
 * :class:`InferenceSampler` -- finite, exact contiguous shards (no padding, no duplicates), so that
   concatenating the per-rank results in rank order restores the dataset order.
 
 Training samplers are infinite: the loader wraps them in
 ``torch.utils.data.BatchSampler(sampler, IMS_PER_BATCH // world_size, drop_last=True)`` and the
-training loop decides how many iterations make an epoch.
+training loop decides how many iterations make an epoch (a sampler's ``epoch_length``, if it has
+one).
 """
 
 import itertools
@@ -27,7 +29,7 @@ from torch.utils.data import Sampler
 
 from ..utils import comm
 
-__all__ = ["TrainingSampler", "InferenceSampler", "IdentitySampler"]
+__all__ = ["TrainingSampler", "InferenceSampler", "IdentitySampler", "identity_epoch_length"]
 
 
 def _resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
@@ -132,6 +134,13 @@ class InferenceSampler(Sampler[int]):
         return self._end - self._begin
 
 
+def identity_epoch_length(images_per_id: Sequence[int], num_instances: int, batch_size: int) -> int:
+    """Batches of ``batch_size`` in one epoch of a P x K sampler over identities holding
+    ``images_per_id`` images: ``sum(max(n, K) // K * K) // batch_size`` (K = ``num_instances``)."""
+    k = int(num_instances)
+    return sum(max(int(n), k) // k * k for n in images_per_id) // int(batch_size)
+
+
 class IdentitySampler(Sampler[int]):
     """Infinite P x K identity sampler (``RandomIdentitySampler`` of torchreid / the original code).
 
@@ -221,6 +230,17 @@ class IdentitySampler(Sampler[int]):
     def batch_size_per_rank(self) -> int:
         """Indices per rank and global batch: ``batch_size // world_size``."""
         return self._batch_size // self._world_size
+
+    @property
+    def epoch_length(self) -> int:
+        """Global batches in one epoch, the length the original code's identity sampler states:
+        every identity counts ``max(n, K)`` of its ``n`` images rounded down to a multiple of K
+        (fewer than K are padded to K, a remainder is dropped), summed over the identities and
+        divided into whole batches (see :func:`identity_epoch_length`). A round of this sampler
+        (the loop above) holds a little less, since it stops once fewer than P identities have
+        chunks left; the stream is infinite, so an epoch boundary need not fall on a round's."""
+        return identity_epoch_length([len(i) for i in self._index_lists], self._num_instances,
+                                     self._batch_size)
 
     def __iter__(self) -> Iterator[int]:
         lo = self._rank * self._ids_per_rank

@@ -69,7 +69,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                              "path to a package folder / .py file (repeatable), e.g. "
                              "projects/MobileNetV2/mobilenetv2_reid")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01 "
+                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.IMS_PER_BATCH 128 "
                              "(after every --option)")
     return parser
 

@@ -13,7 +13,7 @@ from ..config import CfgNode, ConfigError
 from ..data import build_test_loader, build_train_loader, dataset_task
 from ..evaluation import build_evaluator, inference_on_dataset, print_results
 from ..modeling import build_model, convert_sync_batchnorm, inference_config, load_model
-from ..solver import build_lr_scheduler, build_optimizer
+from ..solver import build_lr_scheduler, build_optimizer, check_lr_schedule
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer, find_last_checkpoint, read_checkpoint
 from ..utils.events import CommonMetricPrinter, JSONWriter, build_tensorboard_writer
@@ -88,6 +88,7 @@ class DefaultTrainer(SimpleTrainer):
     """
 
     def __init__(self, cfg: CfgNode):
+        check_lr_schedule(cfg)  # before the data are read
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader)
         self.validate_test_sets(cfg)
@@ -247,8 +248,15 @@ class DefaultTrainer(SimpleTrainer):
 
     @staticmethod
     def compute_iters_per_epoch(cfg, data_loader) -> int:
+        """``SOLVER.ITERS_PER_EPOCH`` when set, else the epoch the training sampler states (the
+        P x K sampler's, as the original code counts it), else training images // batch."""
         if cfg.SOLVER.ITERS_PER_EPOCH > 0:
             return cfg.SOLVER.ITERS_PER_EPOCH
+        stated = getattr(data_loader, "epoch_length", None)
+        if stated is not None:
+            logger.info("%d iterations per epoch (the epoch of the P x K sampler over %d images)",
+                        stated, len(data_loader.dataset))
+            return max(1, stated)
         return max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
 
     # ------------------------------------------------------------------ running
@@ -265,6 +273,7 @@ class DefaultTrainer(SimpleTrainer):
             stored = read_checkpoint(path)
             if stored.get("config"):
                 self.check_resume_config(CfgNode.load_cfg(stored["config"]), path, allow_changed)
+            self.check_resume_epoch(stored, path, allow_changed)
             self.checkpointer.load_model_weights(stored, path)
             for key, obj in self.checkpointer.checkpointables.items():
                 if key in stored:
@@ -305,6 +314,21 @@ class DefaultTrainer(SimpleTrainer):
                 f"model or the data stream:\n{lines}\nRestore them, start a new run (another "
                 "OUTPUT_DIR, or --overwrite), or continue anyway with --resume-changed.")
         logger.warning("--resume: the config differs from the checkpoint's (%s):\n%s", path, lines)
+
+    def check_resume_epoch(self, stored: dict, path: str, allow_changed: bool) -> None:
+        """Stop when checkpoint ``path`` counted another number of iterations per epoch than this
+        run (same config, another rule, e.g. written before the P x K sampler's epoch was used):
+        the LR steps and evaluations would move."""
+        iteration, epoch = stored.get("iteration"), stored.get("epoch")
+        if iteration is None or epoch is None or iteration // self.iters_per_epoch == epoch:
+            return
+        before = f" (about {iteration // epoch})" if epoch else ""
+        message = (f"--resume: {path} was written at iteration {iteration} as epoch {epoch}, with another "
+                   f"number of iterations per epoch{before} than this run's {self.iters_per_epoch}")
+        if not allow_changed:
+            raise ResumeMismatchError(f"{message}; set SOLVER.ITERS_PER_EPOCH to the run's value, or "
+                                      "continue anyway with --resume-changed")
+        logger.warning("%s; continuing with %d", message, self.iters_per_epoch)
 
     def _restore_rng(self, states: Optional[List[dict]]) -> None:
         if not states:

@@ -5,7 +5,8 @@ max_iter`` in [0, 1). All epoch-based settings are converted to iterations once,
 """
 
 import logging
-from typing import List, Sequence
+import math
+from typing import List, Optional, Sequence
 
 import torch
 from fvcore.common.param_scheduler import (
@@ -16,6 +17,8 @@ from fvcore.common.param_scheduler import (
     MultiStepParamScheduler,
     ParamScheduler,
 )
+
+from ..config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -95,34 +98,84 @@ def epoch_multistep(values: Sequence[float], milestones: Sequence[int], iters_pe
     return MultiStepParamScheduler(list(values)[: len(its) + 1], num_updates=max_iter, milestones=its)
 
 
+def _positive(key: str, value, *, zero: bool = False) -> None:
+    """``value`` of config key ``key`` is a finite number > 0 (>= 0 with ``zero``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not zero):
+        raise ConfigError(f"{key} must be a finite number {'>= 0' if zero else '> 0'}, got {value!r}")
+
+
+def check_lr_schedule(cfg, iters_per_epoch: Optional[int] = None) -> None:
+    """Every rule of the ``SOLVER`` schedule keys, in one place; a :class:`ConfigError` names the
+    key and its value. Called at start-up (before the data are read, ``iters_per_epoch`` unknown
+    unless ``SOLVER.ITERS_PER_EPOCH`` sets it) and again when the schedule is built.
+
+    With ``SCHED MultiStep`` and a non-empty ``LR_LIST``, the list is the LR of every step and its
+    first value must equal ``BASE_LR`` (the LR the optimizer starts from): a ``BASE_LR`` that
+    disagrees would otherwise be ignored."""
+    s = cfg.SOLVER
+    if not isinstance(s.MAX_EPOCH, int) or s.MAX_EPOCH < 1:
+        raise ConfigError(f"SOLVER.MAX_EPOCH must be an integer >= 1, got {s.MAX_EPOCH!r}")
+    if s.ITERS_PER_EPOCH < 0:
+        raise ConfigError(f"SOLVER.ITERS_PER_EPOCH must be >= 0 (0: the sampler's epoch), got {s.ITERS_PER_EPOCH}")
+    _positive("SOLVER.BASE_LR", s.BASE_LR)
+    if s.SCHED == "MultiStep":
+        milestones = list(s.MILESTONES)
+        if list(sorted(set(milestones))) != milestones or (milestones and milestones[0] < 2):
+            raise ConfigError(f"SOLVER.MILESTONES must be strictly increasing 1-based epochs >= 2, "
+                              f"got {milestones}")
+        lrs = list(s.LR_LIST)
+        if lrs:
+            if len(lrs) != len(milestones) + 1:
+                raise ConfigError(f"SOLVER.LR_LIST needs len(SOLVER.MILESTONES) + 1 = {len(milestones) + 1} "
+                                  f"values, got {len(lrs)}: {lrs}")
+            for i, lr in enumerate(lrs):
+                _positive(f"SOLVER.LR_LIST[{i}]", lr)
+            if not math.isclose(lrs[0], s.BASE_LR, rel_tol=1e-9):
+                scaled = "[" + ",".join(f"{lr * s.BASE_LR / lrs[0]:.6g}" for lr in lrs) + "]"
+                raise ConfigError(
+                    f"SOLVER.BASE_LR is {s.BASE_LR:g} but SOLVER.LR_LIST {lrs} starts at {lrs[0]:g}: with "
+                    f"SCHED MultiStep the LR follows LR_LIST, so set SOLVER.LR_LIST too (e.g. {scaled}), or "
+                    f"SOLVER.LR_LIST [] for BASE_LR x SOLVER.GAMMA at each of SOLVER.MILESTONES")
+        else:
+            _positive("SOLVER.GAMMA", s.GAMMA)
+    elif s.SCHED == "Cosine":
+        _positive("SOLVER.ETA_MIN_LR", s.ETA_MIN_LR, zero=True)
+    elif s.SCHED == "Exponential":
+        _positive("SOLVER.GAMMA", s.GAMMA)
+    else:
+        raise ConfigError(f"SOLVER.SCHED must be 'MultiStep', 'Cosine' or 'Exponential', got {s.SCHED!r}")
+    if s.WARMUP_METHOD not in ("linear", "constant"):
+        raise ConfigError(f"SOLVER.WARMUP_METHOD must be 'linear' or 'constant', got {s.WARMUP_METHOD!r}")
+    _positive("SOLVER.WARMUP_FACTOR", s.WARMUP_FACTOR, zero=True)
+    if not isinstance(s.WARMUP_ITERS, int) or s.WARMUP_ITERS < 0:
+        raise ConfigError(f"SOLVER.WARMUP_ITERS must be an integer >= 0, got {s.WARMUP_ITERS!r}")
+    iters_per_epoch = iters_per_epoch or s.ITERS_PER_EPOCH
+    if iters_per_epoch and s.WARMUP_ITERS >= s.MAX_EPOCH * iters_per_epoch:
+        raise ConfigError(f"SOLVER.WARMUP_ITERS {s.WARMUP_ITERS} is not shorter than the run: "
+                          f"SOLVER.MAX_EPOCH {s.MAX_EPOCH} x {iters_per_epoch} iterations per epoch = "
+                          f"{s.MAX_EPOCH * iters_per_epoch} iterations")
+
+
 def build_lr_multiplier(cfg, iters_per_epoch: int) -> ParamScheduler:
-    """The schedule of ``cfg.SOLVER`` as a multiplier of ``SOLVER.BASE_LR`` (see defaults.py)."""
+    """The schedule of ``cfg.SOLVER`` as a multiplier of ``SOLVER.BASE_LR`` (see defaults.py),
+    checked by :func:`check_lr_schedule`."""
+    check_lr_schedule(cfg, iters_per_epoch)
     s = cfg.SOLVER
     max_epoch = s.MAX_EPOCH
     max_iter = max_epoch * iters_per_epoch
     if s.SCHED == "MultiStep":
         milestones = list(s.MILESTONES)
-        if list(sorted(set(milestones))) != milestones or (milestones and milestones[0] < 2):
-            raise ValueError(f"SOLVER.MILESTONES must be strictly increasing 1-based epochs >= 2, "
-                             f"got {milestones}")
         if s.LR_LIST:
-            if len(s.LR_LIST) != len(milestones) + 1:
-                raise ValueError(f"SOLVER.LR_LIST needs len(SOLVER.MILESTONES) + 1 = "
-                                 f"{len(milestones) + 1} values, got {len(s.LR_LIST)}: {list(s.LR_LIST)}")
             values = [lr / s.BASE_LR for lr in s.LR_LIST]
         else:
             values = [s.GAMMA ** k for k in range(len(milestones) + 1)]
         sched = epoch_multistep(values, milestones, iters_per_epoch, max_epoch)
     elif s.SCHED == "Cosine":
         sched = CosineParamScheduler(1.0, s.ETA_MIN_LR / s.BASE_LR)
-    elif s.SCHED == "Exponential":
+    else:  # "Exponential"
         sched = EpochExponentialParamScheduler(s.GAMMA, max_epoch)
-    else:
-        raise ValueError(f"SOLVER.SCHED must be 'MultiStep', 'Cosine' or 'Exponential', got {s.SCHED!r}")
     if s.WARMUP_ITERS > 0:
-        if s.WARMUP_ITERS >= max_iter:
-            raise ValueError(f"SOLVER.WARMUP_ITERS={s.WARMUP_ITERS} must be below the total number of "
-                             f"iterations ({max_iter})")
         sched = WarmupParamScheduler(sched, s.WARMUP_FACTOR, s.WARMUP_ITERS / max_iter, s.WARMUP_METHOD)
     return sched
 
@@ -134,4 +187,4 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer, iters_per_epoch: i
 
 
 __all__ = ["LRMultiplier", "WarmupParamScheduler", "EpochExponentialParamScheduler",
-           "build_lr_multiplier", "build_lr_scheduler", "epoch_iterations", "epoch_multistep"]
+           "build_lr_multiplier", "check_lr_schedule", "build_lr_scheduler", "epoch_iterations", "epoch_multistep"]

@@ -10,7 +10,7 @@ from .registry import DATASET_REGISTRY
 from .bases import ClassificationDataset, ReidDataset
 from .synthetic import SyntheticReID  # noqa: F401  (registers "SyntheticReID")
 # Real datasets (registered under their class names) and the generic custom dataset.
-from .layout import DatasetLayoutError
+from .layout import DatasetError, DatasetLayoutError
 from .market1501 import Market1501, MarketStyleDataset
 from .dukemtmc import DukeMTMC
 from .msmt17 import MSMT17
@@ -19,5 +19,5 @@ from .cifar import CIFAR100
 from .imagenet import ImageNet
 
 __all__ = ["DATASET_REGISTRY", "ReidDataset", "SyntheticReID", "ClassificationDataset",
-           "DatasetLayoutError", "Market1501", "MarketStyleDataset", "DukeMTMC", "MSMT17",
+           "DatasetError", "DatasetLayoutError", "Market1501", "MarketStyleDataset", "DukeMTMC", "MSMT17",
            "CustomReID", "CIFAR100", "ImageNet"]

@@ -6,6 +6,8 @@ from typing import Any, List, Sequence, Tuple
 
 from tabulate import tabulate
 
+from .layout import DatasetError
+
 logger = logging.getLogger(__name__)
 
 Item = Tuple[str, int, int]
@@ -55,6 +57,27 @@ class ReidDataset:
     @property
     def num_train_cams(self) -> int:
         return self.stats(self.train)[2]
+
+    def check_test_split(self) -> None:
+        """Raise :class:`DatasetError` unless the re-ID protocol can be computed on ``query`` and
+        ``gallery``: both non-empty and at least one query with a match (a gallery image of its pid
+        from another camera; same-camera images are ignored). Queries without a match are left out
+        of the metrics by the protocol; their number is logged."""
+        where = f" ({self.dataset_dir})" if getattr(self, "dataset_dir", None) else ""
+        if not self.query or not self.gallery:
+            raise DatasetError(f"{self.name}{where} cannot be evaluated: it has {len(self.query)} query "
+                               f"and {len(self.gallery)} gallery images")
+        cams_of: dict = {}
+        for _, pid, cam in self.gallery:
+            cams_of.setdefault(pid, set()).add(cam)
+        matched = sum(1 for _, pid, cam in self.query if cams_of.get(pid, set()) - {cam})
+        if matched == 0:
+            raise DatasetError(f"{self.name}{where} cannot be evaluated: none of its {len(self.query)} query "
+                               f"images has a match in the gallery (the same pid from another camera)")
+        if matched < len(self.query):
+            logger.warning("%s: %d of %d query images have no match in the gallery (the same pid from "
+                           "another camera); the metrics leave them out", self.name,
+                           len(self.query) - matched, len(self.query))
 
     def summary(self) -> str:
         """A table of ids / images / cameras per split."""

@@ -32,7 +32,7 @@ from typing import Optional, Sequence, Tuple
 
 from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
-from .layout import (DatasetLayoutError, check_first_exists, first_existing, parse_market_dir,
+from .layout import (DatasetLayoutError, check_listed_files, first_existing, parse_market_dir,
                      read_list_file)
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class CustomReID(ReidDataset):
             if list_name is not None and os.path.isfile(os.path.join(base, list_name)):
                 path = os.path.join(base, list_name)
                 items = read_list_file(path, dataset=name, base_dir=base)
-                check_first_exists(items, path, dataset=name)
+                check_listed_files(items, path, dataset=name)
                 self.sources[split] = list_name
             elif dir_name is not None and os.path.isdir(os.path.join(base, dir_name)):
                 items = parse_market_dir(os.path.join(base, dir_name), dataset=name)

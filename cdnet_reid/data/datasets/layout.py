@@ -17,13 +17,14 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from ...config import ConfigError
 from ...utils.file_io import InputFileNotFoundError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMG_EXTENSIONS", "MARKET_NAME_RE", "DatasetLayoutError", "is_image_file",
+__all__ = ["IMG_EXTENSIONS", "MARKET_NAME_RE", "DatasetError", "DatasetLayoutError", "is_image_file",
            "find_dataset_dir", "first_existing", "parse_market_dir", "read_list_file",
-           "check_first_exists", "list_image_files", "scan_image_folder"]
+           "check_listed_files", "list_image_files", "scan_image_folder"]
 
 #: File extensions treated as images (case-insensitive); anything else in a folder is ignored.
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -36,7 +37,13 @@ Item = Tuple[str, int, int]
 Required = Union[str, Sequence[str]]  # a path, or alternatives of which one must exist
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetError(ConfigError):
+    """A dataset that cannot be used as configured (a bad list file entry, a test set without a
+    single query that has a match); the message names the dataset and the file. A ConfigError, so
+    the command line reports it in one line."""
+
+
+class DatasetLayoutError(DatasetError, FileNotFoundError):
     """A dataset folder or file is missing or misplaced; the message shows the expected layout."""
 
 
@@ -103,8 +110,8 @@ def parse_market_dir(dir_path: str, *, dataset: str, drop_junk: bool = True,
     does not follow the pattern are ignored with a warning. pid ``-1`` (junk detections) is dropped
     when ``drop_junk``; every other pid, including Market's ``0`` (distractors), is kept. Camera ids
     are returned **0-based** (``c1`` -> 0). A pid or camera outside ``pid_range``/``cam_range``
-    (inclusive, raw 1-based cameras) raises ``ValueError`` naming the file: it means the folder is
-    not the dataset it is supposed to be.
+    (inclusive, raw 1-based cameras) raises :class:`DatasetError` naming the file: it means the
+    folder is not the dataset it is supposed to be.
     """
     items: List[Item] = []
     unmatched: List[str] = []
@@ -124,10 +131,10 @@ def parse_market_dir(dir_path: str, *, dataset: str, drop_junk: bool = True,
         path = os.path.join(dir_path, fname)
         if pid < 0 or (pid_range and not pid_range[0] <= pid <= pid_range[1]):
             rng = f"[{pid_range[0]}, {pid_range[1]}]" if pid_range else ">= 0 (or -1 for junk)"
-            raise ValueError(f"{dataset}: {path} has pid {pid}, outside {rng}")
+            raise DatasetError(f"{dataset}: {path} has pid {pid}, outside {rng}")
         if cam < 1 or (cam_range and not cam_range[0] <= cam <= cam_range[1]):
             rng = f"[{cam_range[0]}, {cam_range[1]}]" if cam_range else ">= 1"
-            raise ValueError(f"{dataset}: {path} has camera c{cam}, outside {rng}")
+            raise DatasetError(f"{dataset}: {path} has camera c{cam}, outside {rng}")
         items.append((path, pid, cam - 1))
     if unmatched:
         logger.warning("%s: ignored %d image(s) in %s whose name does not start with "
@@ -145,11 +152,13 @@ def read_list_file(path: str, *, dataset: str, base_dir: Optional[str] = None,
     ``.csv`` files are read with the ``csv`` module (quoted paths may contain commas); other files
     are split on the last two runs of whitespace (paths may contain spaces), or on commas when the
     line contains one. Blank lines and lines starting with ``#`` are skipped, and so is a first
-    line whose pid is not an integer (a header such as ``path,pid,camid``). Relative image paths are
-    relative to ``base_dir`` (default: the list file's folder). pid ``-1`` is dropped when
-    ``drop_junk``; camera ids are used as written (use 0-based integers).
+    line whose pid is not an integer (a header such as ``path,pid,camid``). Image paths are
+    relative to ``base_dir`` (default: the list file's folder), or absolute: either way they must
+    lie inside ``base_dir`` (``../../etc/passwd`` is refused). pid ``-1`` is dropped when
+    ``drop_junk``; camera ids are used as written (use 0-based integers). A malformed line is a
+    :class:`DatasetError` naming the file and line.
     """
-    base_dir = base_dir if base_dir is not None else os.path.dirname(os.path.abspath(path))
+    base_dir = os.path.normpath(os.path.abspath(base_dir if base_dir is not None else os.path.dirname(path)))
     items: List[Item] = []
     with open(path, newline="") as f:
         if path.lower().endswith(".csv"):
@@ -161,8 +170,8 @@ def read_list_file(path: str, *, dataset: str, base_dir: Optional[str] = None,
             if not fields or not fields[0] or fields[0].startswith("#"):
                 continue
             if len(fields) != 3:
-                raise ValueError(f"{dataset}: {path}:{lineno}: expected 'path,pid,camid', got "
-                                 f"{len(fields)} field(s): {fields!r}")
+                raise DatasetError(f"{dataset}: {path}:{lineno}: expected 'path,pid,camid', got "
+                                   f"{len(fields)} field(s): {fields!r}")
             rel, pid_s, cam_s = fields
             try:
                 pid, cam = int(pid_s), int(cam_s)
@@ -170,15 +179,19 @@ def read_list_file(path: str, *, dataset: str, base_dir: Optional[str] = None,
                 if first:  # a header line
                     first = False
                     continue
-                raise ValueError(f"{dataset}: {path}:{lineno}: pid and camid must be integers, got "
-                                 f"{pid_s!r}, {cam_s!r}") from None
+                raise DatasetError(f"{dataset}: {path}:{lineno}: pid and camid must be integers, got "
+                                   f"{pid_s!r}, {cam_s!r}") from None
             first = False
             if pid == -1 and drop_junk:
                 continue
             if pid < 0 or cam < 0:
-                raise ValueError(f"{dataset}: {path}:{lineno}: pid and camid must be >= 0 "
-                                 f"(pid -1 = junk, dropped), got {pid}, {cam}")
-            items.append((os.path.join(base_dir, os.path.expanduser(rel)), pid, cam))
+                raise DatasetError(f"{dataset}: {path}:{lineno}: pid and camid must be >= 0 "
+                                   f"(pid -1 = junk, dropped), got {pid}, {cam}")
+            image = os.path.normpath(os.path.join(base_dir, os.path.expanduser(rel)))
+            if os.path.commonpath([base_dir, image]) != base_dir or image == base_dir:
+                raise DatasetError(f"{dataset}: {path}:{lineno}: the image path {rel!r} lies outside the "
+                                   f"dataset folder {base_dir}; list only images inside it")
+            items.append((image, pid, cam))
     return items
 
 
@@ -191,12 +204,15 @@ def _split_text_line(line: str) -> List[str]:
     return line.rsplit(None, 2)
 
 
-def check_first_exists(items: Sequence[Tuple], list_path: str, *, dataset: str, layout: str = "") -> None:
-    """Cheap sanity check of a list: its first image must exist (a wrong image folder is caught
-    at construction, not hours later)."""
-    if items and not os.path.exists(items[0][0]):
-        raise DatasetLayoutError(f"{dataset}: {list_path} names {items[0][0]}, which does not exist "
-                                 f"(are the images in the right folder?)" + (f"\n{layout}" if layout else ""))
+def check_listed_files(items: Sequence[Tuple], list_path: str, *, dataset: str, layout: str = "") -> None:
+    """Every image that a list file names must exist (a file), so that a wrong image folder or a
+    stale list stops the run at start-up, not at the evaluation after training. One ``stat`` per
+    entry, no image is read."""
+    missing = [item[0] for item in items if not os.path.isfile(item[0])]
+    if missing:
+        raise DatasetLayoutError(f"{dataset}: {list_path} names {len(missing)} image(s) that do not exist "
+                                 f"(of {len(items)}), e.g. {missing[0]} (are the images in the right "
+                                 f"folder?)" + (f"\n{layout}" if layout else ""))
 
 
 def scan_image_folder(dir_path: str, *, dataset: str,

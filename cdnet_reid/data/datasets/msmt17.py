@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
-from .layout import DatasetLayoutError, check_first_exists, find_dataset_dir, first_existing
+from .layout import DatasetError, DatasetLayoutError, check_listed_files, find_dataset_dir, first_existing
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def read_msmt_list(list_path: str, image_dir: str) -> List[Item]:
     """``<relative/path.jpg> <pid>`` lines -> ``(image_dir/relative/path.jpg, pid, camid)``.
 
     The camera is the third ``_``-separated field of the file name (``0000_000_01_0303morning_0015_0.jpg``
-    -> camera 01), returned 0-based. Blank lines are skipped; a malformed line raises ``ValueError``
+    -> camera 01), returned 0-based. Blank lines are skipped; a malformed line raises ``DatasetError``
     naming the file and line.
     """
     items: List[Item] = []
@@ -33,10 +33,10 @@ def read_msmt_list(list_path: str, image_dir: str) -> List[Item]:
                 rel, pid = parts[0], int(parts[1])
                 cam = int(os.path.basename(rel).split("_")[2])
             except (IndexError, ValueError):
-                raise ValueError(f"MSMT17: {list_path}:{lineno}: expected '<pid>/<pid>_<n>_<camera>_...jpg "
+                raise DatasetError(f"MSMT17: {list_path}:{lineno}: expected '<pid>/<pid>_<n>_<camera>_...jpg "
                                  f"<pid>', got {line!r}") from None
             if pid < 0 or cam < 1:
-                raise ValueError(f"MSMT17: {list_path}:{lineno}: bad pid {pid} or camera {cam}")
+                raise DatasetError(f"MSMT17: {list_path}:{lineno}: bad pid {pid} or camera {cam}")
             items.append((os.path.join(image_dir, rel), pid, cam - 1))
     return items
 
@@ -84,7 +84,7 @@ class MSMT17(ReidDataset):
             items = read_msmt_list(path, image_dir)
             if not items:
                 raise DatasetLayoutError(f"MSMT17: {path} lists no images")
-            check_first_exists(items, path, dataset="MSMT17",
+            check_listed_files(items, path, dataset="MSMT17",
                                layout="Expected layout:\n" + self.layout.format(root=self.root))
             return items
 

@@ -23,6 +23,8 @@ config file's folder or the working directory, or a bare name of a shipped genot
 """
 
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -45,7 +47,65 @@ GENOTYPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "genotyp
 
 
 class GenotypeError(ConfigError):
-    """A genotype file or value that cannot be used."""
+    """A genotype file or value that cannot be used. The message names the file (or "the
+    checkpoint"), the key path inside it (``layers[2][0]``, ``meta.epoch``) and the value."""
+
+
+#: Deepest nesting accepted anywhere in a genotype (``meta`` is free-form; the rest is 2 deep).
+MAX_DEPTH = 32
+#: Largest genotype file read (the shipped ones are about 2 kB).
+MAX_BYTES = 16 * 1024 * 1024
+_OURS_KEYS = ("format", "version", "space", "layers", "ops", "alphas", "meta", "cost")
+_AUTHORS_KEYS = ("layers", "alphas1")
+
+
+def _show(value: Any) -> str:
+    """``repr`` of a value for a one-line message, shortened."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _integer(value: Any, key: str) -> int:
+    if not _is_int(value):
+        raise GenotypeError(f"{key}: {_show(value)} is not an integer")
+    return int(value)
+
+
+def _finite(value: Any, key: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise GenotypeError(f"{key}: {_show(value)} is not a number")
+    if not math.isfinite(value):
+        raise GenotypeError(f"{key}: {_show(value)} is not a finite number")
+    return float(value)
+
+
+def _list(value: Any, key: str, what: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise GenotypeError(f"{key}: {_show(value)} is not a list of {what}")
+    return list(value)
+
+
+def _check_plain_data(value: Any, key: str, depth: int = 0) -> None:
+    """``value`` is JSON data (objects with string keys, lists, strings, finite numbers, booleans,
+    null), at most :data:`MAX_DEPTH` deep: what a checkpoint stores and ``json`` writes back."""
+    if depth > MAX_DEPTH:
+        raise GenotypeError(f"{key}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise GenotypeError(f"{key}: key {_show(k)} is not a string")
+            _check_plain_data(v, f"{key}.{k}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain_data(v, f"{key}[{i}]", depth + 1)
+    elif isinstance(value, float):
+        _finite(value, key)
+    elif not (value is None or isinstance(value, (str, bool, int))):
+        raise GenotypeError(f"{key}: {_show(value)} is not JSON data")
 
 
 def op_name(space: str, entry: Sequence[int]) -> str:
@@ -62,7 +122,20 @@ class Genotype:
     cost: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
-        self.layers = [tuple(int(k) for k in e) for e in self.layers]
+        """Type-checks every field (integers stay integers: ``3.9`` is refused, not truncated;
+        alphas are finite numbers; ``meta`` is a mapping of JSON data), then :meth:`validate`."""
+        layers = _list(self.layers, "layers", "[k1, k2(, r)] entries")
+        if not layers:
+            raise GenotypeError("layers: the list is empty")
+        self.layers = [tuple(_integer(k, f"layers[{i}][{j}]")
+                             for j, k in enumerate(_list(e, f"layers[{i}]", "integers")))
+                       for i, e in enumerate(layers)]
+        if self.alphas is not None:
+            self.alphas = [[_finite(v, f"alphas[{i}][{j}]") for j, v in enumerate(_list(r, f"alphas[{i}]", "numbers"))]
+                           for i, r in enumerate(_list(self.alphas, "alphas", "rows"))]
+        if not isinstance(self.meta, dict):
+            raise GenotypeError(f"meta: {_show(self.meta)} is not a mapping (a JSON object)")
+        _check_plain_data(self.meta, "meta")
         self.validate()
 
     @property
@@ -72,12 +145,13 @@ class Genotype:
 
     def validate(self, num_layers: Optional[int] = None) -> None:
         """Check the space, every entry against the candidate table, and the alphas' shape."""
-        if self.space not in CANDIDATES:
-            raise GenotypeError(f"unknown search space {self.space!r}; expected one of {sorted(CANDIDATES)}")
+        if not isinstance(self.space, str) or self.space not in CANDIDATES:
+            raise GenotypeError(f"space: {_show(self.space)} is not a search space; expected one of "
+                                f"{sorted(CANDIDATES)}")
         table = CANDIDATES[self.space]
         for i, e in enumerate(self.layers):
             if e not in table:
-                raise GenotypeError(f"layer {i}: {list(e)} is not a {self.space} candidate; valid "
+                raise GenotypeError(f"layers[{i}]: {list(e)} is not a {self.space} candidate; valid "
                                     f"entries: {[list(c) for c in table]}")
         if num_layers is not None and len(self.layers) != num_layers:
             raise GenotypeError(f"the genotype has {len(self.layers)} layers but the network has "
@@ -106,29 +180,52 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], source: str = "<dict>") -> "Genotype":
-        """Parse our format or the authors' (recognised by its keys)."""
-        if not isinstance(d, dict) or "layers" not in d:
-            raise GenotypeError(f"{source}: not a genotype (a JSON object with a 'layers' list)")
-        layers = d["layers"]
-        if not isinstance(layers, list) or not layers or not all(isinstance(e, list) for e in layers):
-            raise GenotypeError(f"{source}: 'layers' must be a non-empty list of [k1, k2(, r)] lists")
-        if d.get("format") == FORMAT:
-            if d.get("version", 0) > VERSION:
-                raise GenotypeError(f"{source}: genotype format version {d['version']} is newer than "
-                                    f"this code understands ({VERSION}); upgrade cdnet-reid")
-            geno = cls(d.get("space", ""), layers, d.get("alphas"), d.get("meta") or {}, d.get("cost"))
-            if "ops" in d and list(d["ops"]) != geno.ops:
-                raise GenotypeError(f"{source}: 'ops' {d['ops']} disagree with 'layers' {geno.ops}")
-            return geno
-        lengths = {len(e) for e in layers}
-        if lengths not in ({2}, {3}):
-            raise GenotypeError(f"{source}: entries must all be [k1, k2] (CNet) or all [k1, k2, r] "
-                                f"(CDNet), got {layers}")
-        space = "cdnet" if lengths == {3} else "cnet"
+        """Parse our format or the authors' (recognised by its keys), checking every key and value;
+        a :class:`GenotypeError` names ``source``, the key path and the value."""
         try:
-            return cls(space, layers, d.get("alphas1"), {"source_format": "authors"})
+            return cls._from_dict(d)
         except GenotypeError as e:
             raise GenotypeError(f"{source}: {e}") from None
+
+    @classmethod
+    def _from_dict(cls, d: Any) -> "Genotype":
+        if not isinstance(d, dict) or "layers" not in d:
+            raise GenotypeError("not a genotype (a JSON object with a 'layers' list)")
+        ours = "format" in d
+        known = _OURS_KEYS if ours else _AUTHORS_KEYS
+        unknown = [k for k in d if k not in known]
+        if unknown:
+            if ours:
+                raise GenotypeError(f"unknown key {_show(unknown[0])}; our format has the keys {list(known)}")
+            raise GenotypeError(f"unknown key {_show(unknown[0])}; the authors' format has the keys "
+                                f"{list(known)}, ours starts with \"format\": \"{FORMAT}\"")
+        if ours:
+            if d["format"] != FORMAT:
+                raise GenotypeError(f"format: {_show(d['format'])} is not {FORMAT!r}")
+            for key in ("version", "space"):
+                if key not in d:
+                    raise GenotypeError(f"{key}: missing (our format has the keys {list(_OURS_KEYS)})")
+            version = _integer(d["version"], "version")
+            if version > VERSION:
+                raise GenotypeError(f"version: genotype format version {version} is newer than "
+                                    f"this code understands ({VERSION}); upgrade cdnet-reid")
+            if version < 1:
+                raise GenotypeError(f"version: {version} is not a version (1 or more)")
+            meta = d.get("meta")
+            geno = cls(d.get("space"), d["layers"], d.get("alphas"), {} if meta is None else meta,
+                       d.get("cost"))
+            if "ops" in d:
+                ops = [_integer(v, f"ops[{i}]") for i, v in enumerate(_list(d["ops"], "ops", "integers"))]
+                if ops != geno.ops:
+                    raise GenotypeError(f"ops: {ops} disagree with the layers' candidates {geno.ops}")
+            return geno
+        layers = _list(d["layers"], "layers", "[k1, k2(, r)] entries")
+        lengths = {len(e) if isinstance(e, (list, tuple)) else None for e in layers}
+        if lengths not in ({2}, {3}):
+            raise GenotypeError(f"layers: entries must all be [k1, k2] (CNet) or all [k1, k2, r] "
+                                f"(CDNet), got {_show(layers)}")
+        space = "cdnet" if lengths == {3} else "cnet"
+        return cls(space, layers, d.get("alphas1"), {"source_format": "authors"})
 
     @classmethod
     def from_alphas(cls, space: str, alphas: Sequence[Sequence[float]], meta=None) -> "Genotype":
@@ -147,11 +244,16 @@ COST_KINDS = ("latency", "macs", "params")
 def validate_cost_record(cost: Any) -> None:
     """Check the optional ``cost`` record of a genotype (see the module docstring)."""
     if not isinstance(cost, dict) or cost.get("kind") not in COST_KINDS:
-        raise GenotypeError(f"'cost' must be an object with 'kind' one of {COST_KINDS}, got {cost!r}")
+        raise GenotypeError(f"cost: must be an object with 'kind' one of {COST_KINDS}, got {_show(cost)}")
     for key in ("target", "predicted") + (("expected",) if "expected" in cost else ()):
         v = cost.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise GenotypeError(f"'cost.{key}' must be a number >= 0, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+            raise GenotypeError(f"cost.{key}: {_show(v)} is not a finite number >= 0")
+    unknown = [k for k in cost if k not in ("kind", "unit", "target", "predicted", "expected", "table")]
+    if unknown:
+        raise GenotypeError(f"cost: unknown key {_show(unknown[0])}")
+    if not isinstance(cost.get("table"), (str, type(None))) or not isinstance(cost.get("unit", ""), str):
+        raise GenotypeError(f"cost: 'table' and 'unit' must be strings, got {_show(cost)}")
 
 
 def resolve_genotype_path(name: str, config_dir: Optional[str] = None) -> str:
@@ -180,14 +282,35 @@ def shipped_genotypes() -> List[str]:
 
 
 def load_genotype(name: str, config_dir: Optional[str] = None) -> Genotype:
-    """Read a genotype in our format or the authors' (see :func:`resolve_genotype_path`)."""
+    """Read a genotype in our format or the authors' (see :func:`resolve_genotype_path`), checked
+    completely: any problem is a :class:`GenotypeError` naming the file, the key and the value."""
     path = resolve_genotype_path(name, config_dir)
+    return Genotype.from_dict(_read_json(path), source=path)
+
+
+def _read_json(path: str) -> Any:
+    """The JSON data of ``path``; unreadable, non-UTF-8, oversized, too deep or invalid JSON is a
+    :class:`GenotypeError` naming the file. (NaN and Infinity parse here and are refused with their
+    key path by :class:`Genotype`.)"""
     try:
-        with open(path) as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise GenotypeError(f"{path}: cannot read the genotype file: {e.strerror or e}") from None
+    if len(raw) > MAX_BYTES:
+        raise GenotypeError(f"{path}: larger than {MAX_BYTES // 2 ** 20} MiB, not a genotype file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GenotypeError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise GenotypeError(f"{path}: invalid JSON ({e})") from None
-    return Genotype.from_dict(data, source=path)
+    except RecursionError:
+        raise GenotypeError(f"{path}: nested too deeply to be a genotype") from None
+    except ValueError as e:  # an integer literal beyond Python's int/str conversion limit
+        raise GenotypeError(f"{path}: a number too large to read ({str(e).split(':')[0]})") from None
 
 
 def _dumps_compact(d: Dict[str, Any]) -> str:
