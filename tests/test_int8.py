@@ -61,7 +61,7 @@ def cdnet(tmp_path_factory, data_root):
         loss.backward()
         opt.step()
     model.eval()
-    fp32 = export_onnx(EmbeddingModel.from_config(model, cfg), str(out / "cdnet.onnx"), (64, 32))
+    fp32 = export_onnx(EmbeddingModel.with_test_settings(model, cfg), str(out / "cdnet.onnx"), (64, 32))
     Checkpointer(model, str(out)).save("model", num_classes=12)
     return cfg, model, fp32, ds, str(out / "model.pth")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from cdnet_reid.search.hooks import CURVE_PANELS  # noqa: E402
 from cdnet_reid.utils.visualizer import plot_training_curves  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def main(argv=None):
     if not os.path.isfile(metrics):
         raise SystemExit(f"no metrics file at {metrics}")
     out = args.output or os.path.join(os.path.dirname(metrics), "training_curves.png")
-    print(plot_training_curves(metrics, out, title=args.title))
+    print(plot_training_curves(metrics, out, title=args.title, panels=CURVE_PANELS))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ from cdnet_reid.utils.visualizer import plot_rank_list, plot_rank_summary  # noq
 def visualize_dataset(cfg, model, name: str, out_dir: str, *, queries=None, worst: int = 8,
                       topk: int = 10, trainer_cls=DefaultTrainer):
     """Evaluate ``model`` on ``name`` and write the pictures; returns the written paths."""
-    loader, evaluator = trainer_cls.build_evaluator(cfg, name)
+    loader, meta = trainer_cls.build_test_loader(cfg, name)
+    evaluator = trainer_cls.build_evaluator(cfg, name, meta)
     if not isinstance(evaluator, ReidEvaluator):
         print(f"{name}: not a re-ID test set, skipped")
         return []

@@ -1,5 +1,6 @@
-"""``DefaultPredictor``: embed person crops with a trained model (feature extraction); with an
-exported ``.onnx`` file (fp32 or int8) the same API runs onnxruntime (:class:`OnnxPredictor`)."""
+"""Predictors: embed person crops (feature extraction) with a trained PyTorch model
+(:class:`DefaultPredictor`) or an exported ``.onnx`` file, fp32 or int8 (:class:`OnnxPredictor`),
+behind one API (:class:`Predictor`); :func:`build_predictor` picks one."""
 
 import logging
 import os
@@ -17,73 +18,27 @@ from ..evaluation.evaluator import embed, inference_context
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DefaultPredictor", "ImageLike", "OnnxPredictor"]
+__all__ = ["DefaultPredictor", "ImageLike", "OnnxPredictor", "Predictor", "build_predictor"]
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
 
-class DefaultPredictor:
-    """A trained re-ID model behind a simple call: images in, L2-normalised embeddings out.
+class Predictor:
+    """The steps shared by every predictor: test transform, batching, the call. Subclasses set
+    ``cfg``, ``transform``, ``batch_size``, ``flip``, ``feat_norm`` and ``model`` (None when no
+    PyTorch model runs) and define :meth:`embed`."""
 
-    * the model is built from ``cfg`` and loads ``MODEL.WEIGHTS`` exactly like
-      ``DefaultTrainer.build_model_for_eval`` (weights only; the classifier size comes from the
-      checkpoint), in eval mode on ``MODEL.DEVICE``. An empty ``MODEL.WEIGHTS`` gives a randomly
-      initialised model (with a warning);
-    * every image is converted to RGB and resized by the test transform (``INPUT.SIZE_TEST``),
-      so crops of any size can be mixed;
-    * images run in batches of ``TEST.IMS_PER_BATCH``; with ``TEST.FLIP.ENABLED`` the embeddings
-      of each image and of its mirror are averaged; with ``TEST.FEAT_NORM`` (default) the result
-      is L2-normalised -- the same embedding the evaluator ranks.
-
-    Example::
-
-        predictor = DefaultPredictor(cfg)
-        feats = predictor(["a.jpg", pil_image, hwc_uint8_array])   # (3, D) float32 CPU tensor
-
-    Accepted images: file paths, PIL images, numpy ``HxWx3`` (RGB), ``HxWx4`` (alpha dropped) or
-    ``HxW`` uint8 arrays, and ``3xHxW`` uint8 tensors. To use a faster model, subclass and
-    override :meth:`build_model`. ``DefaultPredictor(cfg, onnx_path="model.onnx")`` returns an
-    :class:`OnnxPredictor` (same API, no PyTorch model code).
-    """
-
-    def __new__(cls, cfg=None, onnx_path: Optional[str] = None, **kwargs):
-        if onnx_path is not None and cls is DefaultPredictor:
-            return super().__new__(OnnxPredictor)
-        return super().__new__(cls)
-
-    def __init__(self, cfg, onnx_path: Optional[str] = None):
-        if onnx_path is not None:
-            raise TypeError(f"{type(self).__name__} runs a PyTorch model; use OnnxPredictor for an .onnx file")
-        self.cfg = cfg.clone()
-        self.model = self.build_model(self.cfg)
-        self.model.eval()
-        self.transform = build_transforms(self.cfg, is_train=False)
-        self.batch_size = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
-        self.flip = bool(self.cfg.TEST.FLIP.ENABLED)
-        self.feat_norm = bool(self.cfg.TEST.FEAT_NORM)
-
-    @classmethod
-    def build_model(cls, cfg) -> nn.Module:
-        from .trainer import DefaultTrainer
-
-        if cfg.MODEL.WEIGHTS:
-            return DefaultTrainer.build_model_for_eval(cfg)
-        logger.warning("MODEL.WEIGHTS is empty: the predictor uses a randomly initialised model")
-        return DefaultTrainer.build_model(cfg)
+    cfg = transform = model = None
+    batch_size, flip, feat_norm = 1, False, True
 
     # ------------------------------------------------------------------ steps
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image -> the ``3 x H x W`` uint8 tensor of the test transform."""
         return self.transform(to_pil_rgb(image))
 
-    @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """A preprocessed ``N x 3 x H x W`` batch -> ``N x D`` float32 CPU embeddings."""
-        with inference_context(self.model):
-            out = embed(self.model, batch, self.flip).float()
-        if self.feat_norm:
-            out = F.normalize(out, dim=1)
-        return out.cpu()
+        raise NotImplementedError
 
     def iter_batches(self, images: Iterable[ImageLike]) -> Iterator[torch.Tensor]:
         """Embeddings of ``images`` one batch at a time (images are read lazily)."""
@@ -104,7 +59,67 @@ class DefaultPredictor:
         return torch.cat(parts) if parts else torch.zeros(0, 0)
 
 
-class OnnxPredictor(DefaultPredictor):
+class DefaultPredictor(Predictor):
+    """A trained re-ID model behind a simple call: images in, L2-normalised embeddings out.
+
+    * the model is built from ``cfg`` and loads ``MODEL.WEIGHTS`` exactly like
+      ``DefaultTrainer.build_model_for_eval`` (weights only; the classifier size comes from the
+      checkpoint), in eval mode on ``MODEL.DEVICE``. An empty ``MODEL.WEIGHTS`` gives a randomly
+      initialised model (with a warning);
+    * every image is converted to RGB and resized by the test transform (``INPUT.SIZE_TEST``),
+      so crops of any size can be mixed;
+    * images run in batches of ``TEST.IMS_PER_BATCH``; with ``TEST.FLIP.ENABLED`` the embeddings
+      of each image and of its mirror are averaged; with ``TEST.FEAT_NORM`` (default) the result
+      is L2-normalised -- the same embedding the evaluator ranks.
+
+    Example::
+
+        predictor = DefaultPredictor(cfg)
+        feats = predictor(["a.jpg", pil_image, hwc_uint8_array])   # (3, D) float32 CPU tensor
+
+    Accepted images: file paths, PIL images, numpy ``HxWx3`` (RGB), ``HxWx4`` (alpha dropped) or
+    ``HxW`` uint8 arrays, and ``3xHxW`` uint8 tensors. To use a faster model, subclass and
+    override :meth:`build_model`. ``build_predictor(cfg, onnx_path="model.onnx")`` gives an
+    :class:`OnnxPredictor` instead (same API, no PyTorch model code).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = self.build_model(self.cfg)
+        self.model.eval()
+        self.transform = build_transforms(self.cfg, is_train=False)
+        self.batch_size = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
+        self.flip = bool(self.cfg.TEST.FLIP.ENABLED)
+        self.feat_norm = bool(self.cfg.TEST.FEAT_NORM)
+
+    @classmethod
+    def build_model(cls, cfg) -> nn.Module:
+        from .trainer import DefaultTrainer
+
+        if cfg.MODEL.WEIGHTS:
+            return DefaultTrainer.build_model_for_eval(cfg)
+        logger.warning("MODEL.WEIGHTS is empty: the predictor uses a randomly initialised model")
+        return DefaultTrainer.build_model(cfg)
+
+    @torch.no_grad()
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """A preprocessed ``N x 3 x H x W`` batch -> ``N x D`` float32 CPU embeddings."""
+        with inference_context(self.model):
+            out = embed(self.model, batch, self.flip).float()
+        if self.feat_norm:
+            out = F.normalize(out, dim=1)
+        return out.cpu()
+
+
+def build_predictor(cfg=None, onnx_path: Optional[str] = None, **kwargs) -> Predictor:
+    """An :class:`OnnxPredictor` for ``onnx_path`` (``kwargs``: its options), else the
+    :class:`DefaultPredictor` of ``cfg``."""
+    if onnx_path is not None:
+        return OnnxPredictor(cfg, onnx_path, **kwargs)
+    return DefaultPredictor(cfg, **kwargs)
+
+
+class OnnxPredictor(Predictor):
     """:class:`DefaultPredictor`'s API on an exported ``.onnx`` file (fp32 or int8), run by
     onnxruntime: no PyTorch model is built and no checkpoint is read.
 
@@ -118,7 +133,7 @@ class OnnxPredictor(DefaultPredictor):
 
     Example::
 
-        predictor = OnnxPredictor("model_int8.onnx")      # or DefaultPredictor(cfg, onnx_path=...)
+        predictor = OnnxPredictor("model_int8.onnx")      # or build_predictor(cfg, onnx_path=...)
         feats = predictor(["a.jpg", "b.jpg"])               # (2, D) float32 CPU tensor
     """
 

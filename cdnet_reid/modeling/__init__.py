@@ -12,8 +12,9 @@ from . import backbones, heads, meta_arch  # noqa: F401  (registration side effe
 from .backbones import Backbone, ShapeSpec
 from .norm import GlobalBatchNorm, convert_sync_batchnorm
 from ..utils.env import resolve_device
-from .registry import (BACKBONE_REGISTRY, HEAD_REGISTRY, META_ARCH_REGISTRY, build_backbone,
-                       build_head, from_config_kwargs, lookup)
+from .registry import (BACKBONE_REGISTRY, HEAD_REGISTRY, META_ARCH_REGISTRY, NUM_CLASSES_KEY, build_backbone,
+                       build_head, num_classes, set_num_classes, with_num_classes)
+from ..utils.registry import build
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,8 @@ def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
 
     ``stored``: the entries of a checkpoint the model is rebuilt for, so that components whose
     structure the checkpoint records (``checkpoint_extra()``) are built as they were trained."""
-    cls = lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
-    model = cls(**from_config_kwargs(cls, cfg, stored=stored)).to(resolve_device(cfg.MODEL.DEVICE))
+    model = build(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE", cfg,
+                  stored=stored).to(resolve_device(cfg.MODEL.DEVICE))
     if cfg.MODEL.CHANNELS_LAST:
         # NHWC weights are enough: a convolution with NHWC weights writes NHWC outputs
         model = model.to(memory_format=torch.channels_last)
@@ -34,4 +35,5 @@ def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
 
 __all__ = ["GlobalBatchNorm", "convert_sync_batchnorm", "BACKBONE_REGISTRY", "HEAD_REGISTRY",
            "META_ARCH_REGISTRY", "Backbone", "ShapeSpec",
-           "build_backbone", "build_head", "build_model"]
+           "NUM_CLASSES_KEY", "build_backbone", "build_head", "build_model", "num_classes", "set_num_classes",
+           "with_num_classes"]

@@ -91,7 +91,7 @@ class SearchedNet(StagedNet):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, cfg, stored: Optional[Dict[str, Any]] = None) -> dict:
+    def from_config(cls, cfg, *, stored: Optional[Dict[str, Any]] = None, **context) -> dict:
         """The network of ``MODEL.BACKBONE``; with ``stored`` (a checkpoint's entries) holding a
         ``genotype``, that genotype instead of ``MODEL.BACKBONE.GENOTYPE``, so a checkpoint is
         rebuilt as it was trained even when the genotype file has changed or moved."""
