@@ -3,7 +3,7 @@
 Layers, bottom to top: ``config``, ``utils`` -> ``data``, ``modeling``, ``solver``, ``evaluation`` ->
 ``engine``, ``export`` -> ``search`` -> ``apps``, ``cli`` (the command-line
 applications). A module may import its own layer's packages or lower ones;
-the engine and the lower layers never name the search or the CDNet building blocks, and the
+the engine and the lower layers never name the search or the search space's building blocks, and the
 engine and utils name no config key or parameter of a model, a head or the search either (in code
 strings; docstrings and comments may explain).
 """
@@ -19,7 +19,7 @@ LAYER = {"config": 0, "utils": 0, "data": 1, "modeling": 1, "solver": 1, "evalua
          "engine": 2, "export": 2, "search": 3, "apps": 4, "cli": 4}
 # Within layer 1 the packages are independent of each other, except these edges.
 ALLOWED_SIDEWAYS = {("evaluation", "modeling")}  # predictors/fusion use the model contract
-FORBIDDEN = {"engine", "data", "evaluation", "utils"}, ("cdnet_reid.search", "cdnet_reid.modeling.cdnet")
+FORBIDDEN = {"engine", "data", "evaluation", "utils"}, ("cdnet_reid.search", "cdnet_reid.modeling.space")
 
 
 def module_name(path: Path) -> str:

@@ -10,7 +10,7 @@ from tiny import tiny_cfg
 from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.modeling import build_model
-from cdnet_reid.modeling.cdnet import MixedOp, load_genotype, topk_weights
+from cdnet_reid.modeling.space import MixedOp, load_genotype, topk_weights
 from cdnet_reid.search import CDNetSupernet, SearchTrainer, split_per_identity, unrolled_grads
 from cdnet_reid.utils.env import seed_all_rng
 
@@ -139,6 +139,7 @@ def test_unrolled_search_needs_sgd_and_softmax(tmp_path, data_root):
             SearchTrainer(cfg)
 
 
+@pytest.mark.slow
 def test_search_splits_the_training_set_once(tmp_path, data_root, monkeypatch):
     import cdnet_reid.search.trainer as search_trainer
 

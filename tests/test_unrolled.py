@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cdnet_reid.modeling.cdnet import MixedOp
+from cdnet_reid.modeling.space import MixedOp
 from cdnet_reid.search.architect import UnrolledOptimizerError, unrolled_grads
 
 
@@ -89,6 +89,7 @@ def setup():
     return model, opt, train, val
 
 
+@pytest.mark.slow
 def test_unrolled_gradient_matches_finite_differences_of_the_unrolled_loss(setup):
     model, opt, train, val = setup
     alphas = model.backbone.alphas

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from cdnet_reid.modeling.cdnet.genotype import CANDIDATES, Genotype, save_genotype  # noqa: E402
+from cdnet_reid.modeling.space.genotype import CANDIDATES, Genotype, save_genotype  # noqa: E402
 
 
 def random_genotype(space: str, seed: int, num_layers: int = 6) -> Genotype:

@@ -130,7 +130,7 @@ def main(argv=None):
         parser.error(f"--milestone must be 0 (no LR step) or an epoch in [2, --epochs={args.epochs}]")
 
     from cdnet_reid.config import get_cfg
-    from cdnet_reid.modeling.cdnet.genotype import load_genotype
+    from cdnet_reid.modeling.space.genotype import load_genotype
 
     out = os.path.abspath(args.output_dir)
     os.makedirs(os.path.join(out, "genotypes"), exist_ok=True)

@@ -3,7 +3,7 @@
 Importing it registers the supernets (``CDNetSupernet``, ``CNetSupernet``) in ``BACKBONE_REGISTRY``,
 ``SearchTrainer`` in ``TRAINER_REGISTRY`` and the ``SEARCH`` config section
 (:func:`add_search_config`). The blocks and the mixed operation live with the models
-(``cdnet_reid.modeling.cdnet``)."""
+(``cdnet_reid.modeling.space``)."""
 
 from .architect import UnrolledOptimizerError, first_order_grads, unrolled_grads
 from .config import add_search_config

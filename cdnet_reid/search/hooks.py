@@ -9,7 +9,7 @@ import torch
 from tabulate import tabulate
 
 from ..engine.train_loop import HookBase
-from ..modeling.cdnet.genotype import CANDIDATES, op_name, save_genotype
+from ..modeling.space.genotype import CANDIDATES, op_name, save_genotype
 from ..utils import comm
 
 logger = logging.getLogger(__name__)

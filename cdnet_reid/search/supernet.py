@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from ..modeling.backbones.cdnet import StagedNet
-from ..modeling.cdnet.genotype import CANDIDATES, Genotype
-from ..modeling.cdnet.mixed_op import MODES, MixedOp, topk_weights
-from ..modeling.cdnet.ops import build_block, init_weights
+from ..modeling.space.genotype import CANDIDATES, Genotype
+from ..modeling.space.mixed_op import MODES, MixedOp, topk_weights
+from ..modeling.space.ops import build_block, init_weights
 from ..modeling.registry import BACKBONE_REGISTRY
 
 

@@ -6,8 +6,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from torch import Tensor, nn
 
-from ..cdnet.genotype import Genotype, load_genotype
-from ..cdnet.ops import DownSample, Stem, build_block, init_weights
+from ..space.genotype import Genotype, load_genotype
+from ..space.ops import DownSample, Stem, build_block, init_weights
 from ..registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 

@@ -6,9 +6,9 @@ from typing import Dict, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..cdnet.ops import init_weights
+from ..space.ops import init_weights
 from ..registry import HEAD_REGISTRY
-from .bl_neck import fc_block
+from .bl_head import fc_block
 
 
 @HEAD_REGISTRY.register()
