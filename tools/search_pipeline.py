@@ -88,6 +88,7 @@ def complexity(output_dir: str) -> dict:
     the model that ``output_dir/model_final.pth`` holds (rebuilt from its stored genotype)."""
     import torch
 
+    import cdnet_reid.search  # noqa: F401  (the SEARCH keys: the run's config.yaml lists them)
     from cdnet_reid.config import get_cfg
     from cdnet_reid.engine import DefaultTrainer
     from cdnet_reid.utils.complexity import conv_linear_macs, count_parameters, inference_parameters, mac_analysis

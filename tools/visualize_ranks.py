@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import numpy as np  # noqa: E402
 
+import cdnet_reid.search  # noqa: E402,F401  (the SEARCH keys: a run's config.yaml loads)
 from cdnet_reid.engine import DefaultTrainer  # noqa: E402
 from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 from cdnet_reid.evaluation import (ReidEvaluator, evaluate_rank, inference_on_dataset,  # noqa: E402
