@@ -137,7 +137,8 @@ def test_fail_policy_stops_the_training_loader(market_with_bad_files, tmp_path):
 def test_evaluation_leaves_unreadable_images_out(market_with_bad_files, tmp_path, caplog):
     root, _, bad_gallery = market_with_bad_files
     cfg = _cfg(tmp_path, root, DATALOADER__ON_BAD_IMAGE="skip")
-    loader, num_query = build_reid_test_loader(cfg, "Market1501")
+    loader, meta = build_reid_test_loader(cfg, "Market1501")
+    num_query = meta["num_query"]
     feats, pids, cams, paths, valid = [], [], [], [], []
     evaluator = ReidEvaluator(num_query)
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import cdnet_reid.search  # noqa: F401  (the SEARCH keys and the supernets of the search configs)
 from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.data.datasets import DATASET_REGISTRY
 from cdnet_reid.modeling import BACKBONE_REGISTRY, HEAD_REGISTRY, META_ARCH_REGISTRY

@@ -13,7 +13,7 @@ import pytest
 from datagen import (make_cifar_pickles, make_duke, make_image_folder, make_imagenet, make_market,
                      make_msmt17, write_image)
 from cdnet_reid.config import get_cfg
-from cdnet_reid.data import build_dataset, dataset_task
+from cdnet_reid.data import TASK_REGISTRY, build_dataset, dataset_task
 from cdnet_reid.data.datasets.cifar import load_cifar_pickle
 from cdnet_reid.data.datasets import (CIFAR100, DATASET_REGISTRY, MSMT17, CustomReID, DatasetLayoutError,
                                       DukeMTMC, ImageNet, Market1501)
@@ -38,9 +38,9 @@ def trees(tmp_path_factory):
 
 def test_registered_and_tasks():
     for name in ("Market1501", "DukeMTMC", "MSMT17", "CustomReID"):
-        assert DATASET_REGISTRY.get(name).task == "reid" and dataset_task(name) == "reid"
+        assert DATASET_REGISTRY.get(name).task == "reid" and dataset_task(name) is TASK_REGISTRY.get("reid")
     for name in ("CIFAR100", "ImageNet"):
-        assert dataset_task(name) == "classification"
+        assert dataset_task(name).evaluator == "ClassificationEvaluator"
 
 
 def test_market1501(trees, caplog):
@@ -211,7 +211,7 @@ def test_custom_subclass_with_fixed_folder(trees):
 
     cfg = get_cfg()
     cfg.merge_from_list(["DATASETS.CUSTOM_DIR", "ignored"])
-    assert MyDuke.from_config(cfg) == {}
+    assert MyDuke.from_config(cfg, root="r") == {"root": "r"}
     assert len(MyDuke(root=root).gallery) == len(t["duke"]["gallery"])
 
 

@@ -22,7 +22,7 @@ def test_reid_evaluator_from_config():
                          "TEST.RERANK.K2", "2", "TEST.RERANK.LAMBDA", "0.4", "TEST.AQE.ENABLED",
                          "True", "TEST.AQE.QE_TIME", "2", "TEST.AQE.QE_K", "3", "TEST.AQE.ALPHA",
                          "2.0"])
-    ev = build_evaluator(cfg, "reid", num_query=11)
+    ev = build_evaluator(cfg, "ReidEvaluator", num_query=11)
     assert type(ev) is ReidEvaluator
     assert (ev.num_query, ev.metric, ev.feat_norm, ev.max_rank) == (11, "euclidean", False, 20)
     assert ev.rerank == dict(k1=7, k2=2, lambda_value=0.4)
@@ -34,7 +34,7 @@ def test_reid_evaluator_from_config():
 
 
 def test_classification_evaluator_from_config():
-    ev = build_evaluator(get_cfg(), "classification")
+    ev = build_evaluator(get_cfg(), "ClassificationEvaluator")
     assert type(ev) is ClassificationEvaluator and ev.topk == (1, 5)
 
 
@@ -44,7 +44,7 @@ def test_a_registered_task_is_built_by_name():
             self.scale, self.offset, self.count = scale, offset, 0
 
         @classmethod
-        def from_config(cls, cfg, *, num_images: int = 0):
+        def from_config(cls, cfg, *, num_images: int = 0, **context):
             return dict(scale=float(cfg.TEST.MAX_RANK), offset=num_images)
 
         def process(self, batch, outputs):
@@ -53,23 +53,23 @@ def test_a_registered_task_is_built_by_name():
         def evaluate(self):
             return OrderedDict(n=self.scale * (self.count + self.offset))
 
-    EVALUATOR_REGISTRY.register("counting_test_task")(CountingEvaluator)
+    EVALUATOR_REGISTRY.register()(CountingEvaluator)
     try:
-        assert "counting_test_task" in EVALUATOR_REGISTRY
+        assert "CountingEvaluator" in EVALUATOR_REGISTRY
         cfg = get_cfg()
         cfg.TEST.MAX_RANK = 2
-        ev = build_evaluator(cfg, "counting_test_task", num_images=1)
+        ev = build_evaluator(cfg, "CountingEvaluator", num_images=1)
         assert type(ev) is CountingEvaluator
         ev.process({}, torch.zeros(3, 4))
         assert ev.evaluate() == {"n": 8.0}
         with pytest.raises(AssertionError, match="already registered"):
-            EVALUATOR_REGISTRY.register("counting_test_task")(ReidEvaluator)
+            EVALUATOR_REGISTRY.register("CountingEvaluator")(ReidEvaluator)
     finally:
-        EVALUATOR_REGISTRY._obj_map.pop("counting_test_task", None)
+        EVALUATOR_REGISTRY._obj_map.pop("CountingEvaluator", None)
 
 
 def test_unknown_task_lists_the_available_ones():
-    with pytest.raises(KeyError, match=r"'depth'.*\['classification', 'reid'"):
+    with pytest.raises(KeyError, match=r"'depth'.*\['ClassificationEvaluator', 'ReidEvaluator'"):
         build_evaluator(get_cfg(), "depth")
 
 

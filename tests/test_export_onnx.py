@@ -28,7 +28,7 @@ def _model(tmp_path, data_root, **kw):
 @pytest.mark.parametrize("flip", [False, True])
 def test_onnx_matches_pytorch_with_dynamic_batch(tmp_path, data_root, flip):
     cfg, model = _model(tmp_path, data_root, TEST__FLIP__ENABLED=str(flip))
-    module = EmbeddingModel.from_config(model, cfg)
+    module = EmbeddingModel.with_test_settings(model, cfg)
     path = export_onnx(module, str(tmp_path / "m.onnx"), cfg.INPUT.SIZE_TEST, opset=17)
     proto = onnx.load(path)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
@@ -72,7 +72,7 @@ def test_onnx_parity_for_cdnet_and_cnet(tmp_path, backbone):
                          "MODEL.BACKBONE.WIDTH_MULT", "0.5", "INPUT.SIZE_TEST", "[64,32]"])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    module = EmbeddingModel.from_config(model, cfg)
+    module = EmbeddingModel.with_test_settings(model, cfg)
     path = export_onnx(module, str(tmp_path / "cdnet.onnx"), cfg.INPUT.SIZE_TEST)
     worst, _ = verify_onnx(module, path, cfg.INPUT.SIZE_TEST, batch_sizes=(1, 3))
     assert worst <= 1e-4

@@ -11,7 +11,7 @@ from torch import nn
 
 from cdnet_reid.config import get_cfg
 from cdnet_reid.modeling import build_model
-from cdnet_reid.modeling.cdnet.ops import CBlock
+from cdnet_reid.modeling.space.ops import CBlock
 from cdnet_reid.modeling.fuse import (ConvReLU, FusedCBlock, count_fused, fold_batchnorm,
                                       fuse_epilogues, fuse_for_inference)
 

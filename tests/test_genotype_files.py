@@ -8,7 +8,7 @@ import pytest
 
 from cdnet_reid.config import ConfigError
 from cdnet_reid.engine import main
-from cdnet_reid.modeling.cdnet import Genotype, GenotypeError, load_genotype, save_genotype
+from cdnet_reid.modeling.space import Genotype, GenotypeError, load_genotype, save_genotype
 from tiny import tiny_opts
 
 OURS = {"format": "cdnet-reid-genotype", "version": 1, "space": "cdnet",

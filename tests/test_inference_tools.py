@@ -105,7 +105,8 @@ def test_predictor_flip_averaging(tmp_path, data_root, weights):
 
 def test_predictor_gives_the_evaluated_embeddings(tmp_path, data_root, weights):
     cfg = _cfg(tmp_path, data_root, weights)
-    loader, evaluator = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID")
+    loader, meta = DefaultTrainer.build_test_loader(cfg, "TinySyntheticReID")
+    evaluator = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID", meta)
     inference_on_dataset(DefaultTrainer.build_model_for_eval(cfg), loader, evaluator)
     data = evaluator.query_gallery(with_paths=True)
     feats = DefaultPredictor(cfg)(data["q_paths"] + data["g_paths"])
@@ -156,14 +157,14 @@ def test_extract_features_cli(tmp_path, data_root, weights):
 @pytest.mark.parametrize("flip", [False, True])
 def test_onnx_predictor_equals_the_pytorch_predictor(tmp_path, data_root, weights, flip):
     pytest.importorskip("onnxruntime")
-    from cdnet_reid.engine.predictor import OnnxPredictor
+    from cdnet_reid.engine.predictor import OnnxPredictor, create_predictor
     from cdnet_reid.export import EmbeddingModel, export_onnx
 
     cfg = _cfg(tmp_path, data_root, weights, TEST__FLIP__ENABLED=str(flip))
     torch_predictor = DefaultPredictor(cfg)
-    path = export_onnx(EmbeddingModel.from_config(torch_predictor.model, cfg), str(tmp_path / "m.onnx"),
+    path = export_onnx(EmbeddingModel.with_test_settings(torch_predictor.model, cfg), str(tmp_path / "m.onnx"),
                        cfg.INPUT.SIZE_TEST)
-    onnx_predictor = DefaultPredictor(cfg, onnx_path=path)
+    onnx_predictor = create_predictor(cfg, runtime="onnxruntime", model_file=path)
     assert isinstance(onnx_predictor, OnnxPredictor) and onnx_predictor.model is None
     images = _images(tmp_path)
     ref = torch_predictor(images)
@@ -176,8 +177,7 @@ def test_onnx_predictor_equals_the_pytorch_predictor(tmp_path, data_root, weight
     with pytest.raises(ValueError, match="64x32"):
         OnnxPredictor(_cfg(tmp_path, data_root, weights, INPUT__SIZE_TEST="[48,24]"),
                       export_onnx(EmbeddingModel(torch_predictor.model), str(tmp_path / "big.onnx"), (64, 32)))
-    with pytest.raises(TypeError, match="OnnxPredictor"):
-        type("Sub", (DefaultPredictor,), {})(cfg, onnx_path=path)
+    assert type(create_predictor(cfg)) is DefaultPredictor
 
 
 def test_extract_features_with_onnx(tmp_path, data_root, weights):
@@ -191,7 +191,7 @@ def test_extract_features_with_onnx(tmp_path, data_root, weights):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(crops / f"{i}.png")
     cfg = _cfg(tmp_path, data_root, weights)
     predictor = DefaultPredictor(cfg)
-    path = export_onnx(EmbeddingModel.from_config(predictor.model, cfg), str(tmp_path / "m.onnx"),
+    path = export_onnx(EmbeddingModel.with_test_settings(predictor.model, cfg), str(tmp_path / "m.onnx"),
                        cfg.INPUT.SIZE_TEST)
     opts = tiny_opts(tmp_path / "out", data_root)  # no MODEL.WEIGHTS: the .onnx file is all it needs
     log = _run_tool("extract_features", ["--import-module", str(ROOT / "tests" / "tiny.py"),

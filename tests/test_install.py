@@ -50,7 +50,7 @@ def installed(tmp_path_factory):
 @pytest.mark.slow
 def test_the_wheel_ships_the_genotypes_and_the_command(installed):
     python, command, elsewhere, env = installed
-    out = _run([str(python), "-c", "import cdnet_reid, cdnet_reid.modeling.cdnet as c; "
+    out = _run([str(python), "-c", "import cdnet_reid, cdnet_reid.modeling.space as c; "
                 "print(cdnet_reid.__file__); print(c.load_genotype('cdnet_top2').layers)"], elsewhere, env)
     assert str(ROOT) not in out.splitlines()[0] and "site-packages" in out.splitlines()[0]
     assert "[3, 5, 1]" in out or "(3, 5, 1)" in out

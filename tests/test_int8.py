@@ -61,7 +61,7 @@ def cdnet(tmp_path_factory, data_root):
         loss.backward()
         opt.step()
     model.eval()
-    fp32 = export_onnx(EmbeddingModel.from_config(model, cfg), str(out / "cdnet.onnx"), (64, 32))
+    fp32 = export_onnx(EmbeddingModel.with_test_settings(model, cfg), str(out / "cdnet.onnx"), (64, 32))
     Checkpointer(model, str(out)).save("model", num_classes=12)
     return cfg, model, fp32, ds, str(out / "model.pth")
 
@@ -145,7 +145,8 @@ def test_export_tool_int8_reports_both_models(tmp_path, data_root, cdnet):
     assert float(rows["int8 (onnxruntime)"][2]) > 0
 
     # the PyTorch evaluation of the same checkpoint gives the fp32 file's figures
-    loader, evaluator = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID")
+    loader, meta = DefaultTrainer.build_test_loader(cfg, "TinySyntheticReID")
+    evaluator = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID", meta)
     from cdnet_reid.evaluation import inference_on_dataset
 
     ref = inference_on_dataset(model, loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)

@@ -273,9 +273,9 @@ def test_build_evaluator_passes_the_config_options(tmp_path, data_root):
     cfg = tiny_cfg(tmp_path, data_root, TEST__RERANK__ENABLED="True", TEST__RERANK__K1="7",
                    TEST__RERANK__K2="2", TEST__RERANK__LAMBDA="0.4", TEST__AQE__ENABLED="True",
                    TEST__AQE__QE_K="3", TEST__AQE__ALPHA="2.0", TEST__AQE__QE_TIME="2")
-    _, ev = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID")
+    ev = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID", {"num_query": 1})
     assert ev.rerank == dict(k1=7, k2=2, lambda_value=0.4)
     assert ev.aqe == dict(qe_times=2, qe_k=3, alpha=2.0)
     cfg = tiny_cfg(tmp_path, data_root)
-    _, ev = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID")
+    ev = DefaultTrainer.build_evaluator(cfg, "TinySyntheticReID", {"num_query": 1})
     assert ev.rerank is None and ev.aqe is None

@@ -18,7 +18,7 @@ from torch import nn
 from tiny import tiny_cfg, tiny_opts
 from cdnet_reid.engine import DefaultTrainer, HookBase, hooks, run_main
 from cdnet_reid.engine.run_record import RunFolderError, RunLock
-from cdnet_reid.engine.trainer import ResumeMismatchError
+from cdnet_reid.engine.resume import ResumeMismatchError
 from cdnet_reid.utils.checkpoint import (Checkpointer, CheckpointError, IncompatibleCheckpointError,
                                          find_last_checkpoint, read_checkpoint)
 from cdnet_reid.utils.env import seed_all_rng

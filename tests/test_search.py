@@ -1,17 +1,17 @@
 """Architecture search: mixed-op gradients, top-k execution, the split, SearchTrainer end to end."""
 
+import json
 
 import pytest
 import torch
 from torch import nn
 
 from tiny import tiny_cfg
-from cdnet_reid.config import get_cfg
+from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.modeling import build_model
-from cdnet_reid.modeling.backbones import CDNetSupernet
-from cdnet_reid.modeling.cdnet import MixedOp, load_genotype, topk_weights
-from cdnet_reid.search import SearchTrainer, split_per_identity, unrolled_grads
+from cdnet_reid.modeling.space import MixedOp, load_genotype, topk_weights
+from cdnet_reid.search import CDNetSupernet, SearchTrainer, split_per_identity, unrolled_grads
 from cdnet_reid.utils.env import seed_all_rng
 
 
@@ -131,6 +131,27 @@ def _run(cfg, resume=False, kill_at=None):
     return trainer
 
 
+def test_unrolled_search_needs_sgd_and_softmax(tmp_path, data_root):
+    for opts, message in ((dict(SOLVER__OPT="Adam"), "SOLVER.OPT SGD, got 'Adam'"),
+                          (dict(SEARCH__MODE="topk"), "SEARCH.MODE softmax")):
+        cfg = search_cfg(tmp_path, data_root, **{"SEARCH__MODE": "softmax", "SEARCH__UNROLLED": "True", **opts})
+        with pytest.raises(ConfigError, match=message):
+            SearchTrainer(cfg)
+
+
+@pytest.mark.slow
+def test_search_splits_the_training_set_once(tmp_path, data_root, monkeypatch):
+    import cdnet_reid.search.trainer as search_trainer
+
+    calls = []
+    split = search_trainer.split_per_identity
+    monkeypatch.setattr(search_trainer, "split_per_identity", lambda *a, **k: calls.append(a) or split(*a, **k))
+    trainer = SearchTrainer(search_cfg(tmp_path, data_root))
+    assert len(calls) == 1
+    weight, arch = split(*calls[0], seed=0)  # SEED 0
+    assert len(trainer.data_loader.dataset) == len(weight) and len(trainer.arch_loader.dataset) == len(arch)
+
+
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("search")
@@ -140,12 +161,17 @@ def search_run(tmp_path_factory, data_root):
 def test_search_keeps_alphas_out_of_the_weight_optimizer_and_in_checkpoints(search_run):
     out, trainer = search_run
     alphas = trainer.supernet.alphas
+    assert trainer.model.arch_parameters() == [alphas]
+    assert all(p is not alphas for p in trainer.model.weight_parameters())
     assert all(p is not alphas for g in trainer.optimizer.param_groups for p in g["params"])
     assert [p for g in trainer.arch_optimizer.param_groups for p in g["params"]] == [alphas]
     assert not torch.allclose(alphas, torch.full_like(alphas, 1e-3))  # α moved
     ckpt = torch.load(out / "model_final.pth", weights_only=True)
     assert torch.equal(ckpt["model"]["backbone.alphas"], alphas.detach())
     assert "arch_optimizer" in ckpt and "arch_scheduler" in ckpt and ckpt["genotype"]["space"] == "cdnet"
+    lines = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    steps = [m for m in lines if "total_loss" in m]
+    assert len(steps) == trainer.max_iter and all("arch/total_loss" in m for m in steps)
 
 
 def test_search_writes_a_genotype_that_training_consumes(search_run, tmp_path, data_root):
@@ -153,7 +179,7 @@ def test_search_writes_a_genotype_that_training_consumes(search_run, tmp_path, d
     for name in ("genotype_epoch0001.json", "genotype_epoch0002.json", "genotype_final.json"):
         assert (out / name).exists(), name
     geno = load_genotype(str(out / "genotype_final.json"))
-    assert geno.layers == trainer.supernet.genotype().layers
+    assert geno.layers == trainer.supernet.genotype.layers
     assert len(geno.meta["probabilities"]) == 6 and geno.alphas is not None
     cfg = tiny_cfg(tmp_path, data_root, MODEL__BACKBONE__NAME="CDNet", MODEL__HEADS__NAME="FBLNeck",
                    MODEL__BACKBONE__GENOTYPE=str(out / "genotype_final.json"),
@@ -199,9 +225,8 @@ def test_unrolled_gradient_has_no_side_effects(data_root, tmp_path):
     batch = next(iter(trainer.data_loader))
     arch_batch = next(iter(trainer.arch_loader))
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    weights = trainer.supernet.weight_parameters() + list(module.head.parameters())
     grads = unrolled_grads(module, lambda b: sum(module(b).values()), batch, arch_batch,
-                           trainer.supernet.arch_parameters(), weights, trainer.optimizer)
+                           module.arch_parameters(), trainer.optimizer)
     assert grads[0].shape == (6, 6) and torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
     for k, v in module.state_dict().items():
         assert torch.equal(v, before[k]), k

@@ -11,7 +11,7 @@ import torch
 from tiny import tiny_cfg
 from cdnet_reid.config import ConfigError
 from cdnet_reid.modeling import build_model
-from cdnet_reid.modeling.cdnet import load_genotype
+from cdnet_reid.modeling.space import load_genotype
 from cdnet_reid.search import SearchTrainer
 from cdnet_reid.search.cost import CostTerm, check_cost_config
 from cdnet_reid.search.cost_table import (CostTableError, build_cost_table, cost_matrix, genotype_cost,
@@ -116,7 +116,7 @@ def test_constrained_search_lands_under_its_target(tiny_table, tmp_path, data_ro
 
 
 def test_genotype_cost_record_round_trips_and_is_checked(tmp_path):
-    from cdnet_reid.modeling.cdnet import GenotypeError, save_genotype
+    from cdnet_reid.modeling.space import GenotypeError, save_genotype
 
     geno = load_genotype("cdnet_top2")
     assert "cost" not in geno.to_dict()  # files without a budget are unchanged
@@ -199,7 +199,7 @@ def test_complexity_reports_the_measured_cost_of_a_budget_genotype(tiny_table, t
     geno = load_genotype("cnet_top2")
     predicted = genotype_cost(table, geno, "macs")
     geno.cost = {"kind": "macs", "unit": "MACs", "target": predicted * 2, "predicted": predicted, "table": None}
-    from cdnet_reid.modeling.cdnet import save_genotype
+    from cdnet_reid.modeling.space import save_genotype
 
     save_genotype(geno, str(tmp_path / "g.json"))
     final = cfg.clone()

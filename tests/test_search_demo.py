@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdnet_reid.modeling.cdnet.genotype import CANDIDATES, load_genotype
+from cdnet_reid.modeling.space.genotype import CANDIDATES, load_genotype
 from cdnet_reid.search.plot import entropy, read_search_history
 from cdnet_reid.utils.visualizer import read_metrics
 

@@ -13,7 +13,7 @@ from tiny import tiny_cfg
 from cdnet_reid.config import get_cfg
 from cdnet_reid.data import TrainingSampler, build_cls_test_loader, build_cls_train_loader
 from cdnet_reid.engine import DefaultTrainer
-from cdnet_reid.engine import trainer as trainer_module
+from cdnet_reid.engine import resume as resume_module
 from cdnet_reid.evaluation import ClassificationEvaluator
 from cdnet_reid.utils.env import seed_all_rng
 from cdnet_reid.utils.pretrain import load_pretrained
@@ -40,7 +40,8 @@ def _train(cfg, resume=False):
 
 def _exact_accuracy(cfg, model, name):
     """Top-1/top-5 recomputed independently: the model over the whole test split at once."""
-    loader = build_cls_test_loader(cfg, name)
+    loader, meta = build_cls_test_loader(cfg, name)
+    assert meta == {}
     logits, labels = [], []
     model.eval()
     with torch.no_grad():
@@ -109,7 +110,7 @@ def test_imagenet_tree_classification_run(tmp_path):
     assert set(res) == {"top1", "top5"} and res["top5"] == 100.0  # 4 classes: top-5 always hits
     top1, _, n = _exact_accuracy(cfg, trainer.model, "ImageNet")
     assert n == 12 and res["top1"] == pytest.approx(top1, abs=1e-9)
-    batch = next(iter(build_cls_test_loader(cfg, "ImageNet")))
+    batch = next(iter(build_cls_test_loader(cfg, "ImageNet").loader))
     assert batch["images"].shape[1:] == (3, 32, 32)
 
 
@@ -152,8 +153,8 @@ def test_pretrain_path_applied_on_fresh_start_not_on_resume(cifar_run, tmp_path,
     ckpt = os.path.join(cifar_run[0].OUTPUT_DIR, "model_final.pth")
     source = torch.load(ckpt, weights_only=True)["model"]
     calls = []
-    real = trainer_module.load_pretrained
-    monkeypatch.setattr(trainer_module, "load_pretrained", lambda m, p: calls.append(p) or real(m, p))
+    real = resume_module.load_pretrained
+    monkeypatch.setattr(resume_module, "load_pretrained", lambda m, p: calls.append(p) or real(m, p))
     cfg = tiny_cfg(tmp_path, data_root, MODEL__PRETRAIN_PATH=ckpt, SOLVER__MAX_EPOCH="1",
                    TEST__EVAL_PERIOD="0", TEST__BEST_METRIC="''")
     seed_all_rng(0)
@@ -172,27 +173,24 @@ def test_pretrain_path_applied_on_fresh_start_not_on_resume(cifar_run, tmp_path,
 
 
 def test_pretrain_global_neck_to_fbl_neck_and_errors(tmp_path):
-    class Head(torch.nn.Module):
-        def __init__(self, names):
-            super().__init__()
-            for n in names:
-                setattr(self, n, torch.nn.Linear(4, 3))
+    from cdnet_reid.modeling.heads import BLNeck, FBLNeck
+    from cdnet_reid.modeling.meta_arch import Baseline
 
-    class Model(torch.nn.Module):
-        def __init__(self, names):
-            super().__init__()
-            self.backbone = torch.nn.Conv2d(3, 4, 1)
-            self.head = Head(names)
+    def model(head):
+        return Baseline(backbone=torch.nn.Conv2d(3, 4, 1), head=head, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1])
 
-    src = Model(["fcs", "classifier"])  # the ImageNet model's global-only neck
+    src = model(BLNeck(in_channels=4, num_classes=3, fc_dims=[4]))  # the ImageNet model's global-only neck
     path = str(tmp_path / "imagenet.pth")
     torch.save({"module." + k: v for k, v in src.state_dict().items()}, path)  # DataParallel names
-    dst = Model(["global_fcs", "local_fcs", "global_classifier", "local_classifier"])
+    dst = model(FBLNeck(local_channels=4, global_channels=4, num_classes=5, fc_dims=[4], part_dim=2))
     report = load_pretrained(dst, path)
-    assert sorted(report.loaded) == ["backbone.bias", "backbone.weight", "head.global_fcs.bias",
-                                     "head.global_fcs.weight"]
-    assert sorted(report.missing) == ["head.local_fcs.bias", "head.local_fcs.weight"]
-    assert torch.equal(dst.head.global_fcs.weight, src.head.fcs.weight)
+    fcs = sorted(k for k in src.state_dict() if k.startswith("head.fcs."))
+    assert sorted(report.loaded) == ["backbone.bias", "backbone.weight"] + [
+        k.replace("head.fcs.", "head.global_fcs.") for k in fcs]
+    assert sorted(report.classifier) == ["head.global_classifier.bias", "head.global_classifier.weight",
+                                         "head.local_classifier.bias", "head.local_classifier.weight"]
+    assert all(k.startswith(("head.local_fcs.", "head.squeeze.")) for k in report.missing)
+    assert torch.equal(dst.head.global_fcs[0].weight, src.head.fcs[0].weight)
     torch.save({"something.else": torch.zeros(2)}, str(tmp_path / "wrong.pth"))
     with pytest.raises(RuntimeError, match="none of its 1 tensors matches"):
         load_pretrained(dst, str(tmp_path / "wrong.pth"))

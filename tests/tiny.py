@@ -24,7 +24,7 @@ class TinyNet(Backbone):
         self.out_channels = 2 * width
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, **context):
         return {}
 
     def forward(self, x):

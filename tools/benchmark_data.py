@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tabulate import tabulate  # noqa: E402
 
+import cdnet_reid.search  # noqa: E402,F401  (the SEARCH keys: a run's config.yaml loads)
 from cdnet_reid.data import build_reid_train_loader  # noqa: E402
 from cdnet_reid.engine.defaults import add_config_arguments, setup_tool_cfg  # noqa: E402
 

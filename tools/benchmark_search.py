@@ -52,6 +52,10 @@ def one_mode(args) -> dict:
     class BenchTrainer(SearchTrainer):
         """SearchTrainer itself (its optimizers, schedules and step), fed random batches."""
 
+        @staticmethod
+        def split_data(cfg):
+            return None  # no dataset: the loaders below make random batches
+
         @classmethod
         def build_train_loader(cls, cfg):
             return RandomBatches(args.batch_size, args.size, 751)

@@ -64,10 +64,11 @@ def evaluate_onnx(cfg, predictors: dict) -> dict:
 
     out = {name: {} for name in predictors}
     for dataset in cfg.DATASETS.TESTS:
-        loader, evaluator = DefaultTrainer.build_evaluator(cfg, dataset)
+        test = DefaultTrainer.build_test_loader(cfg, dataset)
+        evaluator = DefaultTrainer.build_evaluator(cfg, dataset, test.meta)
         for name, predictor in predictors.items():
             # flip averaging, if any, is inside the graph
-            out[name][dataset] = dict(inference_on_dataset(OnnxModule(predictor), loader, evaluator))
+            out[name][dataset] = dict(inference_on_dataset(OnnxModule(predictor), test.loader, evaluator))
     return out
 
 
@@ -112,7 +113,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
         raise ConfigError(f"--output {args.output}: give a name ending with .onnx")
     cfg = setup_tool_cfg(args)
     model, cfg = load_tool_model(cfg, args, device="cpu")
-    module = EmbeddingModel.from_config(model, cfg)
+    module = EmbeddingModel.with_test_settings(model, cfg)
     size = args.size or list(cfg.INPUT.SIZE_TEST)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     export_onnx(module, args.output, size, opset=args.opset)

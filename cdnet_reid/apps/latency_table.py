@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from ..config import ConfigError
 from ..engine.defaults import add_config_arguments, setup_tool_cfg
-from ..modeling.cdnet.genotype import GenotypeError, load_genotype
+from ..modeling.space.genotype import GenotypeError, load_genotype
 from ..search.cost_table import (KINDS, RUNTIMES, RuntimeUnavailableError, build_cost_table, genotype_cost,
                                  load_cost_table, save_cost_table)
 

@@ -16,7 +16,7 @@ import json
 import random
 from typing import Optional, Sequence
 
-from ..modeling.cdnet.genotype import CANDIDATES, Genotype, save_genotype
+from ..modeling.space.genotype import CANDIDATES, Genotype, save_genotype
 from .args import add_output, tool_parser
 
 

@@ -136,7 +136,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
         parser.error(f"--milestone must be 0 (no LR step) or an epoch in [2, --epochs={args.epochs}]")
 
     from ..config import get_cfg
-    from ..modeling.cdnet.genotype import load_genotype, save_genotype
+    from ..modeling.space.genotype import load_genotype, save_genotype
     from .random_genotype import random_genotype
 
     args.search_config = resolve_config_file(args.search_config)

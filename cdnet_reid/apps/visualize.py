@@ -40,7 +40,8 @@ from .args import (add_config_arguments, add_flag, add_output_dir, add_topk, mod
 def visualize_dataset(cfg, model, name: str, out_dir: str, *, queries=None, worst: int = 8,
                       topk: int = 10, trainer_cls=DefaultTrainer):
     """Evaluate ``model`` on ``name`` and write the pictures; returns the written paths."""
-    loader, evaluator = trainer_cls.build_evaluator(cfg, name)
+    loader, meta = trainer_cls.build_test_loader(cfg, name)
+    evaluator = trainer_cls.build_evaluator(cfg, name, meta)
     if not isinstance(evaluator, ReidEvaluator):
         print(f"{name}: not a re-ID test set, skipped")
         return []

@@ -128,12 +128,8 @@ _C.DATASETS.TESTS = ("SyntheticReID",)
 # Folder holding the datasets. "" = $CDNET_DATASETS if set, else "datasets" (resolved at setup).
 _C.DATASETS.ROOT = ""
 
-# Per-dataset options: each is read only by the dataset it names.
-# MSMT17: also train on list_val.txt (the full 32,621-image training set); off = list_train.txt
-# only (30,248 images), the common protocol and the paper's.
-_C.DATASETS.MSMT17_COMBINE_VAL = False
-# CustomReID: its folder, relative to DATASETS.ROOT or absolute (layouts: datasets/README.md).
-_C.DATASETS.CUSTOM_DIR = ""
+# Options of one dataset are defined next to it (e.g. DATASETS.MSMT17_COMBINE_VAL in
+# data/datasets/msmt17.py, DATASETS.CUSTOM_DIR in data/datasets/custom.py).
 # (Classification datasets -- CIFAR100, ImageNet -- always train with a shuffled TrainingSampler,
 # whatever DATALOADER.SAMPLER_TRAIN says, and are evaluated with exact top-1/top-5.)
 
@@ -257,38 +253,6 @@ _C.TRAINER = CN()
 # Name in TRAINER_REGISTRY: "DefaultTrainer", or "SearchTrainer" (the architecture search:
 # alternating weight / architecture steps, registered by cdnet_reid.search).
 _C.TRAINER.NAME = "DefaultTrainer"
-
-# ---------------------------------------------------------------------------------------------- #
-# Architecture search (SearchTrainer): the paper's top-k sample search, or the DARTS-style variant
-# ---------------------------------------------------------------------------------------------- #
-_C.SEARCH = CN()
-# "topk": the paper's top-k sampling with straight-through weights (only k candidates run);
-# "softmax": DARTS (every candidate runs, softmax-weighted).
-_C.SEARCH.MODE = "topk"
-_C.SEARCH.TOPK = 2
-# Initial value of every architecture logit (the authors': 1e-3, all tied; ties are broken by a
-# seeded random order per layer).
-_C.SEARCH.ALPHA_INIT = 1e-3
-# Architecture optimizer: Adam(lr, betas, L2 weight decay), LR x ARCH_GAMMA at ARCH_MILESTONES
-# (1-based epochs).
-_C.SEARCH.ARCH_LR = 3e-4
-_C.SEARCH.ARCH_BETAS = [0.5, 0.999]
-_C.SEARCH.ARCH_WEIGHT_DECAY = 1e-3
-_C.SEARCH.ARCH_MILESTONES = [80, 160]
-_C.SEARCH.ARCH_GAMMA = 0.1
-# Second-order (unrolled) DARTS gradient for the architecture step; softmax mode only.
-_C.SEARCH.UNROLLED = False
-# Split of every training identity's images into a weight part and an architecture part:
-# "disjoint" (no image in both) or "authors" (the original's split, which overlaps: identities with
-# at most ARCH_IMAGES_PER_ID images have all of them in both parts, and the images that top up the
-# architecture part of the others stay in the weight part too).
-_C.SEARCH.SPLIT = "disjoint"
-# Images per identity in the architecture part.
-_C.SEARCH.ARCH_IMAGES_PER_ID = 4
-# Write the derived genotype every GENOTYPE_PERIOD epochs (and at the end).
-_C.SEARCH.GENOTYPE_PERIOD = 10
-# Also write the genotypes in the authors' JSON format.
-_C.SEARCH.AUTHORS_FORMAT = False
 
 # ---------------------------------------------------------------------------------------------- #
 # Misc

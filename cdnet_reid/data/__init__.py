@@ -1,23 +1,23 @@
 """Datasets, transforms, samplers and loaders.
 
-A dataset's ``task`` attribute (``"reid"``, ``"classification"``) selects how it is loaded
-(:func:`register_task_loaders`) and evaluated (``evaluation.EVALUATOR_REGISTRY``).
+A dataset's ``task`` attribute (``"reid"``, ``"classification"``) selects how it is loaded and
+evaluated: one :func:`register_task` call per task names its loaders and its evaluator.
 """
 
-from .build import (InfiniteLoader, TestLoader, build_dataset, build_inference_loader,
+from .build import (TASK_REGISTRY, InfiniteLoader, Task, TestLoader, build_dataset, build_inference_loader,
                     build_infinite_loader, build_reid_test_loader, build_reid_train_loader,
                     build_reid_train_set, build_test_loader, build_train_loader, dataset_task,
-                    register_task_loaders, resolve_data_root, train_task)
+                    register_task, resolve_data_root, train_task)
 from .classification import build_cls_test_loader, build_cls_train_loader
 from .common import ImageDataset, SeededSampler, load_image, read_image
 from .datasets import DATASET_REGISTRY, ClassificationDataset, ReidDataset
 from .samplers import IdentitySampler, InferenceSampler, TrainingSampler
 from .transforms import build_transforms
 
-__all__ = ["DATASET_REGISTRY", "ClassificationDataset", "IdentitySampler", "ImageDataset",
+__all__ = ["DATASET_REGISTRY", "TASK_REGISTRY", "Task", "ClassificationDataset", "IdentitySampler", "ImageDataset",
            "InferenceSampler", "InfiniteLoader", "ReidDataset", "SeededSampler", "TestLoader",
            "TrainingSampler", "build_cls_test_loader", "build_cls_train_loader", "build_dataset",
            "build_inference_loader", "build_infinite_loader", "build_reid_test_loader",
            "build_reid_train_loader", "build_reid_train_set", "build_test_loader",
            "build_train_loader", "build_transforms", "dataset_task", "load_image", "read_image",
-           "register_task_loaders", "resolve_data_root", "train_task"]
+           "register_task", "resolve_data_root", "train_task"]

@@ -2,13 +2,13 @@
 
 import logging
 import os
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
 from ..utils import comm
-from ..utils.registry import lookup
+from ..utils.registry import Registry, build, lookup
 from .common import ImageDataset, SeededSampler, concat_train_items
 from .datasets import DATASET_REGISTRY
 from .samplers import IdentitySampler, InferenceSampler, TrainingSampler
@@ -17,6 +17,7 @@ from .transforms import build_transforms
 logger = logging.getLogger(__name__)
 
 ENV_DATA_ROOT = "CDNET_DATASETS"
+DATASET_KEY = "DATASETS.NAMES/TESTS entry"
 
 
 def resolve_data_root(cfg) -> str:
@@ -26,25 +27,17 @@ def resolve_data_root(cfg) -> str:
 
 def dataset_class(name: str):
     """The class registered as ``name`` in ``DATASET_REGISTRY`` (an error lists the names)."""
-    return lookup(DATASET_REGISTRY, name, "DATASETS.NAMES/TESTS entry")
-
-
-def dataset_task(name: str) -> str:
-    """The task of dataset ``name``: its class attribute ``task`` ("reid" when absent)."""
-    return getattr(dataset_class(name), "task", "reid")
+    return lookup(DATASET_REGISTRY, name, DATASET_KEY)
 
 
 def build_dataset(cfg, name: str):
     """The registered dataset ``name`` under the configured data root.
 
-    Constructed as ``cls(root=<data root>, **cls.from_config(cfg))``: a dataset's optional
-    ``from_config`` classmethod returns its per-dataset options read from the config (e.g. MSMT17's
-    ``DATASETS.MSMT17_COMBINE_VAL``); classes without it get ``root`` only.
+    Built by the one protocol (``utils.registry.build``) with context ``root``: the dataset's
+    ``from_config(cfg, root=...)`` returns the root and its own options read from the config
+    (e.g. MSMT17's ``DATASETS.MSMT17_COMBINE_VAL``).
     """
-    cls = dataset_class(name)
-    from_config = getattr(cls, "from_config", None)
-    kwargs = from_config(cfg) if from_config is not None else {}
-    return cls(root=resolve_data_root(cfg), **kwargs)
+    return build(DATASET_REGISTRY, name, DATASET_KEY, cfg, root=resolve_data_root(cfg))
 
 
 def _loader_kwargs(cfg) -> dict:
@@ -60,8 +53,9 @@ def build_reid_train_set(cfg) -> ImageDataset:
     """The training items of every ``DATASETS.NAMES`` dataset (pids namespaced), transformed."""
     splits = []
     for name in cfg.DATASETS.NAMES:
-        if dataset_task(name) != "reid":
-            raise ValueError(f"DATASETS.NAMES: {name} is a {dataset_task(name)} dataset; it cannot be "
+        task = getattr(dataset_class(name), "task", "reid")
+        if task != "reid":
+            raise ValueError(f"DATASETS.NAMES: {name} is a {task} dataset; it cannot be "
                              f"combined with re-ID datasets ({list(cfg.DATASETS.NAMES)})")
         ds = build_dataset(cfg, name)
         if comm.is_main_process():
@@ -133,72 +127,70 @@ def build_reid_train_loader(cfg) -> DataLoader:
 
 
 class TestLoader(NamedTuple):
+    """What every test-loader builder returns: the ``loader`` and ``meta``, what the task's
+    evaluator needs besides the outputs (``from_config(cfg, **meta)``; e.g. ``num_query``)."""
     loader: DataLoader
-    num_query: int
+    meta: Dict[str, Any]
 
 
 def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:
-    """Loader over ``query + gallery`` of ``dataset_name`` (in that order), sharded over ranks."""
+    """Loader over ``query + gallery`` of ``dataset_name`` (in that order), sharded over ranks;
+    ``meta["num_query"]`` is the number of query images."""
     ds = build_dataset(cfg, dataset_name)
     if comm.is_main_process():
         ds.log_summary()
     ds.check_test_split()
     dataset = ImageDataset(ds.query + ds.gallery, build_transforms(cfg, is_train=False),
                            on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE, replace="placeholder")
-    return TestLoader(build_inference_loader(cfg, dataset), len(ds.query))
+    return TestLoader(build_inference_loader(cfg, dataset), {"num_query": len(ds.query)})
 
 
-def _reid_test_loader(cfg, dataset_name: str) -> Tuple[DataLoader, dict]:
-    loader, num_query = build_reid_test_loader(cfg, dataset_name)
-    return loader, {"num_query": num_query}
+class Task(NamedTuple):
+    """How the datasets of one task (their ``task`` attribute) are loaded and evaluated:
+    ``train_loader(cfg)``, the infinite loader over ``DATASETS.NAMES`` (``loader.dataset.num_classes``
+    set); ``test_loader(cfg, dataset_name)``, a :class:`TestLoader`; ``evaluator``, the name of the
+    evaluator class (in ``evaluation.EVALUATOR_REGISTRY``) built with the test loader's ``meta``."""
+    train_loader: Callable
+    test_loader: Callable
+    evaluator: str
 
 
-class TaskLoaders(NamedTuple):
-    """How the datasets of one task are loaded: ``train(cfg) -> infinite loader`` over
-    ``DATASETS.NAMES`` (``loader.dataset.num_classes`` set), and ``test(cfg, dataset_name) ->
-    (loader, meta)``, where ``meta`` is what the task's evaluator needs besides the outputs (the
-    number of query images of a re-ID test set)."""
-    train: Callable
-    test: Callable
+TASK_REGISTRY = Registry("TASK")
+TASK_REGISTRY.__doc__ = "Dataset tasks (a dataset's ``task`` attribute) -> :class:`Task`."
 
 
-_TASK_LOADERS: Dict[str, TaskLoaders] = {}
+def register_task(name: str, *, train_loader: Callable, test_loader: Callable, evaluator: str) -> None:
+    """Register dataset task ``name``: its loaders and its evaluator, in one place."""
+    TASK_REGISTRY.register(name)(Task(train_loader, test_loader, evaluator))
 
 
-def register_task_loaders(task: str, *, train: Callable, test: Callable) -> None:
-    """Teach :func:`build_train_loader` / :func:`build_test_loader` the datasets whose ``task``
-    attribute is ``task`` (the evaluator comes from ``EVALUATOR_REGISTRY`` under the same name)."""
-    _TASK_LOADERS[task] = TaskLoaders(train, test)
+def dataset_task(name: str) -> Task:
+    """The :class:`Task` of dataset ``name`` (its class attribute ``task``, "reid" when absent)."""
+    return lookup(TASK_REGISTRY, getattr(dataset_class(name), "task", "reid"), f"the task of dataset {name}")
 
 
-def task_loaders(task: str) -> TaskLoaders:
-    if task not in _TASK_LOADERS:
-        raise KeyError(f"no loaders are registered for the dataset task {task!r}; known tasks: "
-                       f"{sorted(_TASK_LOADERS)} (see data.build.register_task_loaders)")
-    return _TASK_LOADERS[task]
-
-
-def train_task(cfg) -> str:
+def train_task(cfg) -> Task:
     """The task of the training datasets ``DATASETS.NAMES``; they must all have the same one."""
-    tasks = {name: dataset_task(name) for name in cfg.DATASETS.NAMES}
+    tasks = {name: getattr(dataset_class(name), "task", "reid") for name in cfg.DATASETS.NAMES}
     if not tasks:
         raise ValueError("DATASETS.NAMES is empty")
     if len(set(tasks.values())) > 1:
         raise ValueError(f"DATASETS.NAMES mixes tasks: {tasks}; train on datasets of one task")
-    return next(iter(tasks.values()))
+    return dataset_task(next(iter(tasks)))
 
 
 def build_train_loader(cfg) -> DataLoader:
     """The infinite training loader of ``DATASETS.NAMES``, by their task."""
-    return task_loaders(train_task(cfg)).train(cfg)
+    return train_task(cfg).train_loader(cfg)
 
 
-def build_test_loader(cfg, dataset_name: str) -> Tuple[DataLoader, dict]:
-    """``(loader, meta)`` over the test data of ``dataset_name``, by its task."""
-    return task_loaders(dataset_task(dataset_name)).test(cfg, dataset_name)
+def build_test_loader(cfg, dataset_name: str) -> TestLoader:
+    """The :class:`TestLoader` over the test data of ``dataset_name``, by its task."""
+    return dataset_task(dataset_name).test_loader(cfg, dataset_name)
 
 
-register_task_loaders("reid", train=build_reid_train_loader, test=_reid_test_loader)
+register_task("reid", train_loader=build_reid_train_loader, test_loader=build_reid_test_loader,
+              evaluator="ReidEvaluator")
 
 
 def build_inference_loader(cfg, dataset) -> DataLoader:

@@ -14,8 +14,7 @@ import logging
 from torch.utils.data import DataLoader
 
 from ..utils import comm
-from .build import (build_dataset, build_inference_loader, build_infinite_loader,
-                    register_task_loaders)
+from .build import TestLoader, build_dataset, build_inference_loader, build_infinite_loader, register_task
 from .common import ImageDataset
 from .samplers import TrainingSampler
 from .transforms import build_transforms
@@ -50,10 +49,11 @@ def build_cls_train_loader(cfg) -> DataLoader:
     return build_infinite_loader(cfg, dataset, sampler)
 
 
-def build_cls_test_loader(cfg, dataset_name: str) -> DataLoader:
-    """Loader over the ``test`` split of ``dataset_name``, sharded over ranks (no padding)."""
-    return build_inference_loader(cfg, _split(cfg, dataset_name, is_train=False))
+def build_cls_test_loader(cfg, dataset_name: str) -> TestLoader:
+    """Loader over the ``test`` split of ``dataset_name``, sharded over ranks (no padding); the
+    evaluator needs no ``meta``."""
+    return TestLoader(build_inference_loader(cfg, _split(cfg, dataset_name, is_train=False)), {})
 
 
-register_task_loaders("classification", train=build_cls_train_loader,
-                      test=lambda cfg, name: (build_cls_test_loader(cfg, name), {}))
+register_task("classification", train_loader=build_cls_train_loader, test_loader=build_cls_test_loader,
+              evaluator="ClassificationEvaluator")

@@ -1,4 +1,4 @@
-"""Image transforms (re-ID, CIFAR-100 and ImageNet recipes, spec section 3) and reusable augmentations.
+"""Image transforms (the re-ID, CIFAR-100 and ImageNet recipes) and reusable augmentations.
 
 Following the fast-reid convention the model normalises pixels itself, so every pipeline here ends
 with :class:`ToUint8Tensor` and produces a ``torch.uint8`` CHW tensor with 0-255 RGB values. The
@@ -93,7 +93,7 @@ class RandomErasing:
     attempt fits, the image is returned unchanged.
 
     (The original CDNet code forgot to multiply the fraction by the image area, so its boxes were
-    always empty; see spec section 3.1.)
+    always empty: it erased nothing.)
 
     Args:
         p: probability of erasing.
@@ -211,8 +211,8 @@ class Cutout:
 
 
 def build_transforms(cfg, is_train: bool = True) -> T.Compose:
-    """The transform pipeline from ``cfg.INPUT``: re-ID (spec section 3.1), CIFAR-100 (3.2) and
-    ImageNet (3.3) are configurations of it.
+    """The transform pipeline from ``cfg.INPUT``: the re-ID, CIFAR-100 and
+    ImageNet recipes are configurations of it.
 
     Train: Resize to exactly ``INPUT.SIZE_TRAIN`` (H, W) with bilinear interpolation (or, with
     ``INPUT.RANDOM_RESIZED_CROP.ENABLED``, a RandomResizedCrop to SIZE_TRAIN) ->

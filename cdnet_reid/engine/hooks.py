@@ -109,12 +109,14 @@ class LRScheduler(HookBase):
 def training_state(trainer, hook: Optional[HookBase] = None) -> dict:
     """Plain-data extras of a checkpoint written after iteration ``trainer.iter``: the iteration
     and epoch to continue from, and, for a checkpoint written by ``hook`` during ``after_epoch``,
-    the hooks after it (``pending_hooks``: they have not seen this epoch's end yet, so a resume
-    runs their ``after_epoch`` first, e.g. the evaluation of a checkpoint written before it)."""
+    its ``state_key`` (``written_by``): the hooks after it have not seen this epoch's end yet, so
+    a resume runs their ``after_epoch`` first (e.g. the evaluation of a checkpoint written before
+    it)."""
     state = {"iteration": trainer.iter + 1, "epoch": (trainer.iter + 1) // trainer.iters_per_epoch}
     if hook is not None:
-        hooks = trainer.hooks
-        state["pending_hooks"] = [type(h).__qualname__ for h in hooks[hooks.index(hook) + 1:]]
+        if not hook.state_key:
+            raise ValueError(f"hook {type(hook).__name__} writes checkpoints but has no state_key")
+        state["written_by"] = hook.state_key
     return state
 
 
@@ -126,6 +128,8 @@ class PeriodicCheckpointer(HookBase):
     limit too (``model_final``/``model_best`` are never deleted). Placed before the evaluation, so
     that a failing evaluation cannot lose the epoch.
     """
+
+    state_key = "periodic_checkpointer"
 
     def __init__(self, checkpointer: Checkpointer, period: int, *, max_to_keep: int = 0,
                  extra: Optional[Callable[[], dict]] = None):
@@ -200,6 +204,8 @@ class BestCheckpointer(HookBase):
 
     The best value and epoch are part of the trainer state, so a resumed run keeps them.
     """
+
+    state_key = "best_checkpointer"
 
     def __init__(self, checkpointer: Checkpointer, metric: str, mode: str = "max", *,
                  extra: Optional[Callable[[], dict]] = None):
@@ -278,11 +284,13 @@ class PlotTrainingCurves(HookBase):
     """After training, draws ``metrics_path`` (loss terms, LR, evaluation metrics) into the PNG
     ``out_path`` (``utils.visualizer.plot_training_curves``). Register it after the writers, on
     the main process only. It never breaks a run: any failure (matplotlib missing, no metrics,
-    ...) is logged as a warning."""
+    ...) is logged as a warning. ``panels``: further ``{title: key prefix}`` panels (a trainer's
+    own scalars, see ``utils.visualizer.curve_panels``)."""
 
-    def __init__(self, metrics_path: str, out_path: str):
+    def __init__(self, metrics_path: str, out_path: str, panels: Optional[Dict[str, str]] = None):
         self.metrics_path = metrics_path
         self.out_path = out_path
+        self.panels = dict(panels or {})
 
     def after_train(self):
         if not os.path.exists(self.metrics_path):
@@ -290,7 +298,7 @@ class PlotTrainingCurves(HookBase):
         try:
             from ..utils.visualizer import plot_training_curves
 
-            plot_training_curves(self.metrics_path, self.out_path)
+            plot_training_curves(self.metrics_path, self.out_path, panels=self.panels)
             logger.info("Training curves written to %s", self.out_path)
         except Exception as e:  # noqa: BLE001 - a picture must never fail the run
             logger.warning("Could not plot the training curves to %s: %s: %s", self.out_path,

@@ -1,6 +1,8 @@
-"""``DefaultPredictor``: embed person crops with a trained model (feature extraction); with an
-exported ``.onnx`` file (fp32 or int8) the same API runs onnxruntime (:class:`OnnxPredictor`)."""
+"""Predictors: embed person crops (feature extraction) with a trained PyTorch model
+(:class:`DefaultPredictor`) or an exported ``.onnx`` file, fp32 or int8 (:class:`OnnxPredictor`),
+behind one API (:class:`Predictor`); :func:`create_predictor` picks one by runtime."""
 
+import abc
 import logging
 import os
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -20,8 +22,8 @@ from ..utils.file_io import InputFileError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DefaultPredictor", "INPUT_FORMATS", "ImageLike", "OnnxPredictor", "RUNTIMES", "create_predictor",
-           "to_pil_rgb"]
+__all__ = ["DefaultPredictor", "INPUT_FORMATS", "ImageLike", "OnnxPredictor", "Predictor", "RUNTIMES",
+           "create_predictor", "to_pil_rgb"]
 
 #: Colour orders of array images: "RGB" (PIL, torchvision) or "BGR" (``cv2.imread``).
 INPUT_FORMATS = ("RGB", "BGR")
@@ -36,7 +38,42 @@ def check_input_format(input_format: str) -> str:
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
 
-class DefaultPredictor:
+class Predictor(abc.ABC):
+    """The steps shared by every predictor: test transform, batching, the call. Subclasses set
+    ``cfg``, ``transform``, ``batch_size``, ``flip``, ``feat_norm``, ``input_format`` and ``model``
+    (None when no PyTorch model runs) and define :meth:`embed`."""
+
+    cfg = transform = model = None
+    batch_size, flip, feat_norm, input_format = 1, False, True, "RGB"
+
+    def preprocess(self, image: ImageLike) -> torch.Tensor:
+        """One image -> the ``3 x H x W`` uint8 tensor of the test transform."""
+        return self.transform(to_pil_rgb(image, self.input_format))
+
+    @abc.abstractmethod
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        """A preprocessed ``N x 3 x H x W`` batch -> ``N x D`` float32 CPU embeddings."""
+
+    def iter_batches(self, images: Iterable[ImageLike]) -> Iterator[torch.Tensor]:
+        """Embeddings of ``images`` one batch at a time (images are read lazily)."""
+        batch: List[torch.Tensor] = []
+        for img in images:
+            batch.append(self.preprocess(img))
+            if len(batch) == self.batch_size:
+                yield self.embed(torch.stack(batch))
+                batch = []
+        if batch:
+            yield self.embed(torch.stack(batch))
+
+    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> torch.Tensor:
+        """Embeddings (``N x D`` float32, CPU) of a list of images, or ``1 x D`` for one image."""
+        if _is_single_image(images):
+            images = [images]
+        parts = list(self.iter_batches(images))
+        return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+
+class DefaultPredictor(Predictor):
     """A trained re-ID model behind a simple call: images in, L2-normalised embeddings out.
 
     * the model is rebuilt from ``MODEL.WEIGHTS`` by :func:`~cdnet_reid.modeling.load_model`
@@ -60,19 +97,12 @@ class DefaultPredictor:
 
     Accepted images: file paths, PIL images, numpy ``HxWx3``, ``HxWx4`` (alpha dropped) or
     ``HxW`` uint8 arrays, and ``3xHxW`` uint8 tensors. To use a faster model, subclass and
-    override :meth:`build_model`. ``DefaultPredictor(cfg, onnx_path="model.onnx")`` returns an
-    :class:`OnnxPredictor` (same API, no PyTorch model code).
+    override :meth:`build_model`. ``create_predictor(cfg, runtime="onnxruntime",
+    model_file="model.onnx")`` gives an :class:`OnnxPredictor` instead (same API, no PyTorch model code).
     """
 
-    def __new__(cls, cfg=None, onnx_path: Optional[str] = None, **kwargs):
-        if onnx_path is not None and cls is DefaultPredictor:
-            return super().__new__(OnnxPredictor)
-        return super().__new__(cls)
-
-    def __init__(self, cfg, onnx_path: Optional[str] = None, *, input_format: str = "RGB",
+    def __init__(self, cfg, *, input_format: str = "RGB",
                  config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()):
-        if onnx_path is not None:
-            raise TypeError(f"{type(self).__name__} runs a PyTorch model; use OnnxPredictor for an .onnx file")
         self.input_format = check_input_format(input_format)
         if cfg.MODEL.WEIGHTS:
             self.model, self.cfg = load_model(cfg, config_keys=config_keys,
@@ -95,10 +125,6 @@ class DefaultPredictor:
         return DefaultTrainer.build_model(cfg, stored=stored)
 
     # ------------------------------------------------------------------ steps
-    def preprocess(self, image: ImageLike) -> torch.Tensor:
-        """One image -> the ``3 x H x W`` uint8 tensor of the test transform."""
-        return self.transform(to_pil_rgb(image, self.input_format))
-
     @torch.no_grad()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """A preprocessed ``N x 3 x H x W`` batch -> ``N x D`` float32 CPU embeddings."""
@@ -108,26 +134,8 @@ class DefaultPredictor:
             out = F.normalize(out, dim=1)
         return out.cpu()
 
-    def iter_batches(self, images: Iterable[ImageLike]) -> Iterator[torch.Tensor]:
-        """Embeddings of ``images`` one batch at a time (images are read lazily)."""
-        batch: List[torch.Tensor] = []
-        for img in images:
-            batch.append(self.preprocess(img))
-            if len(batch) == self.batch_size:
-                yield self.embed(torch.stack(batch))
-                batch = []
-        if batch:
-            yield self.embed(torch.stack(batch))
 
-    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> torch.Tensor:
-        """Embeddings (``N x D`` float32, CPU) of a list of images, or ``1 x D`` for one image."""
-        if _is_single_image(images):
-            images = [images]
-        parts = list(self.iter_batches(images))
-        return torch.cat(parts) if parts else torch.zeros(0, 0)
-
-
-class OnnxPredictor(DefaultPredictor):
+class OnnxPredictor(Predictor):
     """:class:`DefaultPredictor`'s API on an exported ``.onnx`` file (fp32 or int8), run by
     onnxruntime: no PyTorch model is built and no checkpoint is read.
 
@@ -142,7 +150,7 @@ class OnnxPredictor(DefaultPredictor):
 
     Example::
 
-        predictor = OnnxPredictor("model_int8.onnx")      # or DefaultPredictor(cfg, onnx_path=...)
+        predictor = OnnxPredictor("model_int8.onnx")      # or create_predictor(cfg, runtime="onnxruntime", ...)
         feats = predictor(["a.jpg", "b.jpg"])               # (2, D) float32 CPU tensor
     """
 
@@ -211,7 +219,7 @@ RUNTIMES = ("torch", "onnxruntime")
 
 def create_predictor(cfg, *, runtime: str = "torch", model_file: str = "", input_format: str = "RGB",
                      config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()
-                     ) -> DefaultPredictor:
+                     ) -> Predictor:
     """The predictor of ``runtime``: "torch" runs the checkpoint ``MODEL.WEIGHTS`` of ``cfg``
     (:class:`DefaultPredictor`); "onnxruntime" runs the exported ``model_file``
     (:class:`OnnxPredictor`: the file's input size unless the user chose INPUT.SIZE_TEST, which

@@ -68,9 +68,13 @@ class HookBase:
     proxy to the trainer, set by ``register_hooks``. Read ``trainer.iter``, ``trainer.epoch``,
     ``trainer.max_iter``, ``trainer.iters_per_epoch`` and ``trainer.storage``; take everything
     else through the constructor.
+
+    A hook with state (:meth:`state_dict`), or one that writes checkpoints, names its entry in
+    checkpoints with ``state_key`` (chosen by the hook, unique among the trainer's hooks).
     """
 
     trainer: "TrainerBase" = None
+    state_key: Optional[str] = None
 
     def before_train(self): pass
     def after_train(self): pass
@@ -98,6 +102,8 @@ class TrainerBase:
         self._hooks: List[HookBase] = []
         self.iter = self.start_iter = self.max_iter = 0
         self.iters_per_epoch = 1
+        #: iterations between the points where the processes agree (metrics, stop signal)
+        self.sync_period = 1
         self.storage: Optional[EventStorage] = None
 
     @property
@@ -141,10 +147,10 @@ class TrainerBase:
                         self.before_epoch()
                     self.before_step()
                     self.run_step()
+                    signum = self.synchronize(stop.get("signum", 0)) if self.sync_due() else 0
                     self.after_step()
                     if (self.iter + 1) % self.iters_per_epoch == 0:
                         self.after_epoch()
-                    signum = _agreed_signal(stop.get("signum", 0))
                     if signum and self.iter + 1 < max_iter:
                         raise TrainingInterrupted(signum, self.iter + 1, self.on_interrupt())
                 self.iter = max_iter  # tells hooks that training completed
@@ -160,6 +166,17 @@ class TrainerBase:
         """Called on every rank when a signal stops training after iteration ``self.iter``;
         returns the checkpoint written (none here; ``DefaultTrainer`` writes one)."""
         return ""
+
+    def sync_due(self) -> bool:
+        """Whether the processes agree after this iteration: every ``sync_period`` iterations,
+        at the end of every epoch and after the last iteration."""
+        done = self.iter + 1
+        return done % self.sync_period == 0 or done % self.iters_per_epoch == 0 or done == self.max_iter
+
+    def synchronize(self, signum: int) -> int:
+        """The processes agree after this iteration (one collective): returns the stop signal any
+        of them received (0: none), so that all stop at the same iteration."""
+        return comm.all_reduce_max(signum)
 
     def _call(self, name: str) -> None:
         for h in self._hooks:
@@ -177,23 +194,31 @@ class TrainerBase:
     def run_step(self) -> None:
         raise NotImplementedError("subclasses define one training iteration in run_step()")
 
+    def hook_by_key(self, key: str) -> Optional[HookBase]:
+        """The hook whose ``state_key`` is ``key`` (None if there is none)."""
+        return next((h for h in self._hooks if h.state_key == key), None)
+
     def state_dict(self) -> dict:
-        """Hook states, by hook class name (plain data)."""
-        hooks = {type(h).__qualname__: h.state_dict() for h in self._hooks}
-        return {"hooks": {k: v for k, v in hooks.items() if v}}
+        """Hook states by their ``state_key`` (plain data)."""
+        states = {}
+        for h in self._hooks:
+            state = h.state_dict()
+            if not state:
+                continue
+            if not h.state_key:
+                raise ValueError(f"hook {type(h).__name__} has state but no state_key to store it under")
+            if h.state_key in states:
+                raise ValueError(f"two hooks store their state under {h.state_key!r}")
+            states[h.state_key] = state
+        return {"hooks": states}
 
     def load_state_dict(self, state: dict) -> None:
-        for name, value in state.get("hooks", {}).items():
-            matching = [h for h in self._hooks if type(h).__qualname__ == name]
-            if not matching:
-                logger.warning("Checkpoint has state for hook %s, which this trainer lacks", name)
-            for h in matching:
-                h.load_state_dict(value)
-
-
-def _agreed_signal(signum: int) -> int:
-    """The signal any rank received (all ranks stop at the same iteration)."""
-    return comm.all_reduce_max(signum)
+        for key, value in state.get("hooks", {}).items():
+            hook = self.hook_by_key(key)
+            if hook is None:
+                logger.warning("Checkpoint has state for hook %r, which this trainer lacks", key)
+            else:
+                hook.load_state_dict(value)
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
@@ -221,6 +246,7 @@ class SimpleTrainer(TrainerBase):
         self.grad_scaler = (torch.amp.GradScaler("cuda") if amp and self.device.type == "cuda"
                             else None)
         self.grad_clip = grad_clip
+        self._pending_metrics: List[tuple] = []  # (iteration, data time, {prefix: losses})
 
     def next_batch(self, loader=None):
         """The next batch of ``loader`` (default: the training loader). Its iterator is created
@@ -237,7 +263,7 @@ class SimpleTrainer(TrainerBase):
 
         loss_dict = self.forward_losses(data)
         losses = sum(loss_dict.values())
-        self.write_metrics(loss_dict, data_time)  # raises on a non-finite loss, before the update
+        self.write_metrics(loss_dict, data_time)  # published (and checked) at the next synchronize
 
         self.optimizer.zero_grad(set_to_none=True)
         self.backward_and_step(losses, self.optimizer)
@@ -275,26 +301,39 @@ class SimpleTrainer(TrainerBase):
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip["value"], self.grad_clip["norm_type"])
 
     def write_metrics(self, loss_dict: Mapping[str, torch.Tensor], data_time: float,
-                      prefix: str = "") -> None:
-        """Publish the losses (averaged over ranks) and the data time (max over ranks).
+                      prefixed: Optional[Mapping[str, Mapping[str, torch.Tensor]]] = None) -> None:
+        """Record this step's losses and data time, once per step; ``prefixed`` adds further loss
+        dicts under a name prefix (e.g. ``{"arch/": ...}``), each with its own ``<prefix>total_loss``.
 
-        Raises ``FloatingPointError`` naming the iteration and every loss term when the total is
-        not finite, so a diverged run stops loudly instead of training on NaNs.
+        They are published at the next :meth:`synchronize` (every ``sync_period`` iterations): the
+        losses averaged over ranks, the data time the max over ranks, each at its own iteration.
+        A non-finite total raises ``FloatingPointError`` there, naming the iteration and every
+        loss term, so a diverged run stops loudly instead of training on NaNs.
         """
-        metrics = {k: float(v.detach()) for k, v in loss_dict.items()}
-        metrics["data_time"] = data_time
-        all_metrics = comm.all_gather(metrics) if comm.get_world_size() > 1 else [metrics]
-        data_time = max(m.pop("data_time") for m in all_metrics)
-        avg = {k: sum(m[k] for m in all_metrics) / len(all_metrics) for k in all_metrics[0]}
-        total = sum(avg.values())
-        if not all(math.isfinite(v) for v in avg.values()):
-            raise FloatingPointError(
-                f"Loss became infinite or NaN at iteration {self.iter} (epoch {self.epoch + 1}): "
-                f"{prefix + 'total_loss'}={total}, terms: {avg}")
+        groups = {"": loss_dict, **(prefixed or {})}
+        self._pending_metrics.append((self.iter, data_time, {
+            prefix: {k: v.detach() for k, v in d.items()} for prefix, d in groups.items()}))
+
+    def synchronize(self, signum: int) -> int:
+        """Publish the recorded metrics and agree on the stop signal, in one collective."""
+        local = [(it, dt, {p: {k: float(v) for k, v in d.items()} for p, d in groups.items()})
+                 for it, dt, groups in self._pending_metrics]
+        self._pending_metrics = []
+        gathered = comm.all_gather((local, signum)) if comm.get_world_size() > 1 else [(local, signum)]
         storage = get_event_storage()
-        storage.put_scalar(f"{prefix}data_time", data_time)
-        storage.put_scalar(f"{prefix}total_loss", total)
-        storage.put_scalars(**{f"{prefix}{k}": v for k, v in avg.items()})
+        for records in zip(*(g[0] for g in gathered)):  # one iteration, every rank
+            it = records[0][0]
+            storage.put_scalar("data_time", max(r[1] for r in records), cur_iter=it)
+            for prefix, first in records[0][2].items():
+                terms = {prefix + k: sum(r[2][prefix][k] for r in records) / len(records) for k in first}
+                total = sum(terms.values())
+                if not all(math.isfinite(v) for v in terms.values()):
+                    raise FloatingPointError(
+                        f"Loss became infinite or NaN at iteration {it} (epoch {it // self.iters_per_epoch + 1}): "
+                        f"{prefix + 'total_loss'}={total}, terms: {terms}")
+                storage.put_scalar(f"{prefix}total_loss", total, cur_iter=it)
+                storage.put_scalars(**terms, cur_iter=it)
+        return max(g[1] for g in gathered)
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -306,21 +345,3 @@ class SimpleTrainer(TrainerBase):
         super().load_state_dict(state)
         if self.grad_scaler is not None and "grad_scaler" in state:
             self.grad_scaler.load_state_dict(state["grad_scaler"])
-
-
-def rng_state() -> dict:
-    """This process's torch RNG states (CPU and CUDA: dropout & co.), as plain tensors."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned; restoring it makes a resume exact."""
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        try:
-            torch.cuda.set_rng_state_all(state["cuda"])
-        except RuntimeError as e:
-            logger.warning("Could not restore the CUDA RNG state (different GPUs?): %s", e)

@@ -3,60 +3,30 @@
 import logging
 import os
 from collections import OrderedDict
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import CfgNode, ConfigError
-from ..data import build_test_loader, build_train_loader, dataset_task
-from ..evaluation import build_evaluator, inference_on_dataset, print_results
-from ..modeling import build_model, convert_sync_batchnorm, inference_config, load_model
+from ..data import TestLoader, build_test_loader, build_train_loader, dataset_task
+from ..evaluation import DatasetEvaluator, build_evaluator, inference_on_dataset, print_results
+from ..modeling import build_model, convert_sync_batchnorm, inference_config, load_model, num_classes, with_num_classes
 from ..solver import build_lr_scheduler, build_optimizer, check_lr_schedule
 from ..utils import comm
-from ..utils.checkpoint import Checkpointer, find_last_checkpoint, read_checkpoint
+from ..utils.checkpoint import Checkpointer, find_last_checkpoint
 from ..utils.events import CommonMetricPrinter, JSONWriter, build_tensorboard_writer
-from ..utils.pretrain import load_pretrained
 from ..utils.registry import Registry
 from . import hooks
-from .train_loop import HookBase, SimpleTrainer, rng_state, set_rng_state
+from .resume import ResumeMismatchError, ResumeState, resume_or_initialise, rng_state  # noqa: F401  (re-exported)
+from .train_loop import HookBase, SimpleTrainer
 
 logger = logging.getLogger(__name__)
 
 TRAINER_REGISTRY = Registry("TRAINER")
 TRAINER_REGISTRY.__doc__ = """Trainer classes, chosen by ``TRAINER.NAME`` (``run_main``); a
 subclass registers itself with ``@TRAINER_REGISTRY.register()`` where it is defined."""
-
-
-class ResumeMismatchError(RuntimeError):
-    """``--resume`` with a config that changes the model or the data stream of the checkpoint."""
-
-
-#: Config keys whose change makes a resumed run train something else than the checkpoint's run
-#: (shapes, the data stream, the objective); everything under a prefix counts. ``--resume-changed``
-#: allows them.
-RESUME_CRITICAL = ("MODEL.", "INPUT.", "DATASETS.", "DATALOADER.SAMPLER_TRAIN", "DATALOADER.NUM_INSTANCE",
-                   "SOLVER.IMS_PER_BATCH", "SOLVER.ITERS_PER_EPOCH", "SEED", "TRAINER.", "SEARCH.")
-#: ... except these, which do not change what is trained.
-RESUME_HARMLESS = ("MODEL.WEIGHTS", "MODEL.PRETRAIN_PATH", "MODEL.DEVICE", "DATASETS.TESTS",
-                   "DATASETS.ROOT", "SEARCH.GENOTYPE_PERIOD", "SEARCH.AUTHORS_FORMAT")
-
-
-def config_differences(old: CfgNode, new: CfgNode) -> List[Tuple[str, object, object]]:
-    """``(key, old value, new value)`` for every leaf that differs between two config trees."""
-    def flat(node, prefix=""):
-        out = {}
-        for k, v in node.items():
-            if isinstance(v, dict):
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[prefix + k] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    a, b = flat(old), flat(new)
-    return [(k, a.get(k, "<absent>"), b.get(k, "<absent>")) for k in sorted(set(a) | set(b))
-            if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
 def create_ddp_model(model: nn.Module, **kwargs) -> nn.Module:
@@ -87,6 +57,19 @@ class DefaultTrainer(SimpleTrainer):
     or, without subclassing, ``trainer.register_hooks([MyHook()], before=hooks.PeriodicWriter)``.
     """
 
+    #: Panels of ``training_curves.png`` besides losses, LR and evaluation: ``{title: key prefix}``
+    #: of the scalars this trainer's hooks publish.
+    curve_panels: Dict[str, str] = {}
+    #: Config keys whose change makes a resumed run train something else than the checkpoint's
+    #: run (shapes, the data stream, the objective); everything under a prefix counts.
+    #: ``--resume-changed`` allows them. A trainer with its own config section adds it.
+    resume_critical: Tuple[str, ...] = ("MODEL.", "INPUT.", "DATASETS.", "DATALOADER.SAMPLER_TRAIN",
+                                        "DATALOADER.NUM_INSTANCE", "SOLVER.IMS_PER_BATCH",
+                                        "SOLVER.ITERS_PER_EPOCH", "SEED", "TRAINER.")
+    #: ... except these, which do not change what is trained.
+    resume_harmless: Tuple[str, ...] = ("MODEL.WEIGHTS", "MODEL.PRETRAIN_PATH", "MODEL.DEVICE",
+                                        "DATASETS.TESTS", "DATASETS.ROOT")
+
     def __init__(self, cfg: CfgNode):
         check_lr_schedule(cfg)  # before the data are read
         data_loader = self.build_train_loader(cfg)
@@ -106,13 +89,15 @@ class DefaultTrainer(SimpleTrainer):
         self.checkpointer = self.build_checkpointer(cfg)
         self._last_eval_results: Optional[OrderedDict] = None
         self._rng_states: List[dict] = []
+        self.resumed = ResumeState()  # where resume_or_load continues from
+        self.sync_period = cfg.LOG_PERIOD  # metrics and the stop signal are agreed this often
         self.register_hooks(self.build_hooks())
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def build_train_loader(cls, cfg):
         """The infinite training loader, by the task of ``DATASETS.NAMES`` (the datasets' ``task``
-        attribute, see ``data.register_task_loaders``). Override for other data."""
+        attribute, see ``data.register_task``). Override for other data."""
         return build_train_loader(cfg)
 
     @classmethod
@@ -151,16 +136,15 @@ class DefaultTrainer(SimpleTrainer):
         return build_lr_scheduler(cfg, optimizer, iters_per_epoch)
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name: str):
-        """``(loader, meta)`` over the test data of ``dataset_name``, by its task."""
+    def build_test_loader(cls, cfg, dataset_name: str) -> TestLoader:
+        """The :class:`~cdnet_reid.data.TestLoader` (loader, meta) of ``dataset_name``, by its task."""
         return build_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name: str):
-        """``(loader, evaluator)`` for ``dataset_name``: the evaluator registered in
-        ``EVALUATOR_REGISTRY`` under the dataset's task. Override for other metrics."""
-        loader, meta = cls.build_test_loader(cfg, dataset_name)
-        return loader, build_evaluator(cfg, dataset_task(dataset_name), **meta)
+    def build_evaluator(cls, cfg, dataset_name: str, meta: dict) -> DatasetEvaluator:
+        """The evaluator of ``dataset_name``'s task, given its test loader's ``meta``. Override for
+        other metrics."""
+        return build_evaluator(cfg, dataset_task(dataset_name).evaluator, **meta)
 
     def build_checkpointer(self, cfg) -> Checkpointer:
         """Checkpointer over model, optimizer, scheduler and this trainer's state."""
@@ -180,8 +164,8 @@ class DefaultTrainer(SimpleTrainer):
         genotype of a searched backbone)."""
         model = unwrap(self.model)
         extra = model.checkpoint_extra() if hasattr(model, "checkpoint_extra") else {}
-        return {**extra, "config": self.cfg.dump(),
-                "inference_config": inference_config(self.cfg), "num_classes": self.cfg.MODEL.HEADS.NUM_CLASSES,
+        return {**extra, "config": self.cfg.dump(), "inference_config": inference_config(self.cfg),
+                "num_classes": num_classes(self.cfg),
                 "rng_states": self._rng_states or [rng_state()]}
 
     def after_epoch(self):
@@ -227,24 +211,14 @@ class DefaultTrainer(SimpleTrainer):
             hook_list.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.LOG_PERIOD))
             hook_list.append(hooks.PlotTrainingCurves(  # OUTPUT_DIR/training_curves.png
                 os.path.join(cfg.OUTPUT_DIR, "metrics.json"),
-                os.path.join(cfg.OUTPUT_DIR, "training_curves.png")))
+                os.path.join(cfg.OUTPUT_DIR, "training_curves.png"), panels=self.curve_panels))
         return hook_list
 
     # ------------------------------------------------------------------ configuration helpers
     @classmethod
     def auto_scale_hyperparams(cls, cfg, data_loader):
-        """Fill ``MODEL.HEADS.NUM_CLASSES`` from the training set when it is 0."""
-        num_classes = data_loader.dataset.num_classes
-        if cfg.MODEL.HEADS.NUM_CLASSES == num_classes:
-            return cfg
-        cfg = cfg.clone()
-        cfg.defrost()
-        if cfg.MODEL.HEADS.NUM_CLASSES not in (0, num_classes):
-            logger.warning("MODEL.HEADS.NUM_CLASSES=%d but the training set has %d identities; using %d",
-                           cfg.MODEL.HEADS.NUM_CLASSES, num_classes, num_classes)
-        cfg.MODEL.HEADS.NUM_CLASSES = num_classes
-        cfg.freeze()
-        return cfg
+        """``cfg`` with the number of classes of the training set (``modeling.with_num_classes``)."""
+        return with_num_classes(cfg, data_loader.dataset.num_classes)
 
     @staticmethod
     def compute_iters_per_epoch(cfg, data_loader) -> int:
@@ -261,99 +235,34 @@ class DefaultTrainer(SimpleTrainer):
 
     # ------------------------------------------------------------------ running
     def resume_or_load(self, resume: bool = True, allow_changed: bool = False) -> None:
-        """``resume``: restore everything from the last checkpoint of ``OUTPUT_DIR`` (if any;
-        :func:`find_last_checkpoint` falls back to the newest readable one); config keys that
-        differ from the checkpoint's are reported, and those that change the model or the data
-        stream (:data:`RESUME_CRITICAL`) stop the run unless ``allow_changed``. Otherwise initialise
-        from ``MODEL.PRETRAIN_PATH`` (if set: matching non-classifier tensors), then load the
-        weights of ``MODEL.WEIGHTS`` (if set, strictly), and start from iteration 0."""
-        path = find_last_checkpoint(self.cfg.OUTPUT_DIR) if resume else None
-        self._pending_hooks = []
-        if path:
-            stored = read_checkpoint(path)
-            if stored.get("config"):
-                self.check_resume_config(CfgNode.load_cfg(stored["config"]), path, allow_changed)
-            self.check_resume_epoch(stored, path, allow_changed)
-            self.checkpointer.load_model_weights(stored, path)
-            for key, obj in self.checkpointer.checkpointables.items():
-                if key in stored:
-                    obj.load_state_dict(stored[key])
-            self.start_iter = int(stored.get("iteration", 0))
-            self._restore_rng(stored.get("rng_states"))
-            self._pending_hooks = list(stored.get("pending_hooks", []))
-            logger.info("Resumed from %s at iteration %d (epoch %d)", path, self.start_iter,
-                        self.start_iter // self.iters_per_epoch)
-            if self.cfg.MODEL.PRETRAIN_PATH:
-                logger.info("MODEL.PRETRAIN_PATH is not applied when resuming")
-        else:
-            if resume:
-                logger.info("--resume: no checkpoint in %s, starting from scratch", self.cfg.OUTPUT_DIR)
-            if self.cfg.MODEL.PRETRAIN_PATH:
-                load_pretrained(unwrap(self.model), self.cfg.MODEL.PRETRAIN_PATH)
-            if self.cfg.MODEL.WEIGHTS:
-                self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
-            self.start_iter = 0
+        """``resume``: restore everything from the last checkpoint of ``OUTPUT_DIR``; keys of the
+        config that differ from the checkpoint's in :attr:`resume_critical` stop the run unless
+        ``allow_changed``. Otherwise start from iteration 0 after ``MODEL.PRETRAIN_PATH`` and
+        ``MODEL.WEIGHTS`` (:func:`~.resume.resume_or_initialise`)."""
+        self.resumed = resume_or_initialise(self.cfg, self.checkpointer, resume=resume,
+                                            allow_changed=allow_changed, critical=self.resume_critical,
+                                            harmless=self.resume_harmless, device=self.device,
+                                            iters_per_epoch=self.iters_per_epoch)
+        self.start_iter = self.resumed.start_iter
         if hasattr(self.data_loader, "set_start_iter"):
             self.data_loader.set_start_iter(self.start_iter)
         elif self.start_iter > 0:
             logger.warning("The training loader has no set_start_iter(): the resumed data order "
                            "will differ from an uninterrupted run")
 
-    def check_resume_config(self, stored: CfgNode, path: str, allow_changed: bool) -> None:
-        """Report the config keys that differ from checkpoint ``path``'s; stop on critical ones."""
-        diffs = [d for d in config_differences(stored, self.cfg) if d[0] != "OUTPUT_DIR"]
-        if not diffs:
-            return
-        critical = [d for d in diffs if d[0].startswith(RESUME_CRITICAL)
-                    and not d[0].startswith(RESUME_HARMLESS)]
-        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" + ("  (changes what is trained)" if (k, a, b) in critical else "")
-                          for k, a, b in diffs)
-        if critical and not allow_changed:
-            raise ResumeMismatchError(
-                f"--resume: the config differs from the checkpoint's ({path}) in keys that change the "
-                f"model or the data stream:\n{lines}\nRestore them, start a new run (another "
-                "OUTPUT_DIR, or --overwrite), or continue anyway with --resume-changed.")
-        logger.warning("--resume: the config differs from the checkpoint's (%s):\n%s", path, lines)
-
-    def check_resume_epoch(self, stored: dict, path: str, allow_changed: bool) -> None:
-        """Stop when checkpoint ``path`` counted another number of iterations per epoch than this
-        run (same config, another rule, e.g. written before the P x K sampler's epoch was used):
-        the LR steps and evaluations would move."""
-        iteration, epoch = stored.get("iteration"), stored.get("epoch")
-        if iteration is None or epoch is None or iteration // self.iters_per_epoch == epoch:
-            return
-        before = f" (about {iteration // epoch})" if epoch else ""
-        message = (f"--resume: {path} was written at iteration {iteration} as epoch {epoch}, with another "
-                   f"number of iterations per epoch{before} than this run's {self.iters_per_epoch}")
-        if not allow_changed:
-            raise ResumeMismatchError(f"{message}; set SOLVER.ITERS_PER_EPOCH to the run's value, or "
-                                      "continue anyway with --resume-changed")
-        logger.warning("%s; continuing with %d", message, self.iters_per_epoch)
-
-    def _restore_rng(self, states: Optional[List[dict]]) -> None:
-        if not states:
-            return
-        world, rank = comm.get_world_size(), comm.get_rank()
-        if len(states) != world:
-            logger.warning("The checkpoint holds the RNG states of %d processes, this run has %d: "
-                           "random draws (dropout) will differ from an uninterrupted run",
-                           len(states), world)
-        set_rng_state(states[rank % len(states)])
-
     def before_train(self):
         super().before_train()
-        pending = getattr(self, "_pending_hooks", [])
-        if pending and self.start_iter > 0:
+        writer = self.hook_by_key(self.resumed.written_by) if self.resumed.written_by else None
+        if writer is not None and self.start_iter > 0:
             # the checkpoint was written during the end of the previous epoch: finish it
             self.iter = self.storage.iter = self.start_iter - 1
-            for h in self.hooks:
-                if type(h).__qualname__ in pending:
-                    h.after_epoch()
+            for h in self.hooks[self.hooks.index(writer) + 1:]:
+                h.after_epoch()
             self.iter = self.storage.iter = self.start_iter
 
     def train(self):
         """Train from ``start_iter`` to the end; return the last evaluation results."""
-        if self.start_iter >= self.max_iter and not getattr(self, "_pending_hooks", []):
+        if self.start_iter >= self.max_iter and not self.resumed.written_by:
             logger.info("Training already finished (iteration %d of %d)", self.start_iter, self.max_iter)
             return self._last_eval_results
         super().train(self.start_iter, self.max_iter)
@@ -368,8 +277,9 @@ class DefaultTrainer(SimpleTrainer):
         """Evaluate ``model`` on every ``DATASETS.TESTS`` dataset; log and return the results."""
         results = OrderedDict()
         for name in cfg.DATASETS.TESTS:
-            loader, evaluator = cls.build_evaluator(cfg, name)
-            res = inference_on_dataset(model, loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
+            test = cls.build_test_loader(cfg, name)
+            evaluator = cls.build_evaluator(cfg, name, test.meta)
+            res = inference_on_dataset(model, test.loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
             if comm.is_main_process():
                 results[name] = res
         if comm.is_main_process():

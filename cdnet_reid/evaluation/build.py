@@ -1,53 +1,32 @@
 """Evaluators by task: ``EVALUATOR_REGISTRY`` and ``build_evaluator``.
 
-Every evaluator class is registered under the dataset task it serves (a dataset's ``task``
-attribute, see ``cdnet_reid.data.dataset_task``) and builds from the config with a classmethod
-``from_config(cfg, **meta) -> dict`` of constructor arguments, ``meta`` being what the task's test
-loader reports (e.g. ``num_query`` for re-ID). A project adds a task with::
+Every evaluator class is registered under its name; a dataset task names the evaluator it uses
+(``cdnet_reid.data.register_task``). It builds from the config with a classmethod
+``from_config(cfg, **meta) -> dict`` of constructor arguments (the one protocol of
+``utils.registry.build``), ``meta`` being what the task's test
+loader reports (e.g. ``num_query`` for re-ID). A project adds one with::
 
-    @EVALUATOR_REGISTRY.register("my_task")
+    @EVALUATOR_REGISTRY.register()
     class MyEvaluator(DatasetEvaluator):
         @classmethod
         def from_config(cls, cfg, **meta):
             return {...}
 """
 
-from fvcore.common.registry import Registry
-
+from ..utils.registry import Registry, build
 from .cls_evaluator import ClassificationEvaluator
 from .evaluator import DatasetEvaluator
 from .reid_evaluator import ReidEvaluator
 
 __all__ = ["EVALUATOR_REGISTRY", "build_evaluator"]
 
-
-class _TaskRegistry(Registry):
-    """An fvcore ``Registry`` whose ``register`` also takes the name to register under:
-    ``register("task")(cls)`` or ``@register("task")``; ``register(cls)`` uses ``cls.__name__``."""
-
-    def register(self, obj=None):
-        if isinstance(obj, str):
-            name = obj
-
-            def deco(cls):
-                self._do_register(name, cls)
-                return cls
-
-            return deco
-        return super().register(obj)
-
-
-EVALUATOR_REGISTRY = _TaskRegistry("EVALUATOR")
+EVALUATOR_REGISTRY = Registry("EVALUATOR")
 EVALUATOR_REGISTRY.__doc__ = "Evaluator classes by dataset task; built with ``from_config``."
-EVALUATOR_REGISTRY.register("reid")(ReidEvaluator)
-EVALUATOR_REGISTRY.register("classification")(ClassificationEvaluator)
+EVALUATOR_REGISTRY.register()(ReidEvaluator)
+EVALUATOR_REGISTRY.register()(ClassificationEvaluator)
 
 
-def build_evaluator(cfg, task: str, **meta) -> DatasetEvaluator:
-    """The evaluator registered for ``task``: ``cls(**cls.from_config(cfg, **meta))``."""
-    if task not in EVALUATOR_REGISTRY:
-        names = sorted(name for name, _ in EVALUATOR_REGISTRY)
-        raise KeyError(f"no evaluator is registered for the task {task!r}; available tasks: "
-                       f"{names} (register one with @EVALUATOR_REGISTRY.register({task!r}))")
-    cls = EVALUATOR_REGISTRY.get(task)
-    return cls(**cls.from_config(cfg, **meta))
+def build_evaluator(cfg, name: str, **meta) -> DatasetEvaluator:
+    """The evaluator class registered as ``name``: ``cls(**cls.from_config(cfg, **meta))``, ``meta``
+    being what the task's test loader reports (``data.TestLoader.meta``)."""
+    return build(EVALUATOR_REGISTRY, name, "the evaluator of the dataset task", cfg, **meta)

@@ -42,7 +42,9 @@ class EmbeddingModel(nn.Module):
         self.l2_normalize = bool(l2_normalize)
 
     @classmethod
-    def from_config(cls, model: nn.Module, cfg) -> "EmbeddingModel":
+    def with_test_settings(cls, model: nn.Module, cfg) -> "EmbeddingModel":
+        """``model`` with the flip averaging and L2 normalisation of ``cfg.TEST`` (what the
+        evaluator computes)."""
         return cls(model, flip=cfg.TEST.FLIP.ENABLED, l2_normalize=cfg.TEST.FEAT_NORM)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ from typing import Optional
 import torch
 
 from ..utils.env import resolve_device
-from .registry import META_ARCH_REGISTRY, from_config_kwargs, lookup
+from ..utils.registry import build
+from .registry import META_ARCH_REGISTRY
 
 
 def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
@@ -14,8 +15,8 @@ def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
 
     ``stored``: the entries of a checkpoint the model is rebuilt for, so that components whose
     structure the checkpoint records (``checkpoint_extra()``) are built as they were trained."""
-    cls = lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
-    model = cls(**from_config_kwargs(cls, cfg, stored=stored)).to(resolve_device(cfg.MODEL.DEVICE))
+    model = build(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE", cfg,
+                  stored=stored).to(resolve_device(cfg.MODEL.DEVICE))
     if cfg.MODEL.CHANNELS_LAST:
         # NHWC weights are enough: a convolution with NHWC weights writes NHWC outputs
         model = model.to(memory_format=torch.channels_last)

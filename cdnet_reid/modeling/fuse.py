@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from .cdnet.ops import CBlock
+from .space.ops import CBlock
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ConvReLU(nn.Module):
 
 
 class FusedCBlock(nn.Module):
-    """A BN-folded :class:`~cdnet_reid.modeling.cdnet.ops.CBlock` whose tail
+    """A BN-folded :class:`~cdnet_reid.modeling.space.ops.CBlock` whose tail
     ``relu(restore(fused) + shortcut)`` runs as one oneDNN convolution with binary-add + ReLU post-ops,
     and whose gated branch sum ``b1 * g1 + b2 * g2`` is one ``addcmul``."""
 

@@ -1,16 +1,19 @@
 """Architecture search over the CNet/CDNet spaces: ``SearchTrainer`` and its pieces.
 
-The supernets and the mixed operation live with the models (``cdnet_reid.modeling.cdnet``)."""
+Importing it registers the supernets (``CDNetSupernet``, ``CNetSupernet``) in ``BACKBONE_REGISTRY``,
+``SearchTrainer`` in ``TRAINER_REGISTRY`` and the ``SEARCH`` config section
+(:func:`add_search_config`). The blocks and the mixed operation live with the models
+(``cdnet_reid.modeling.space``)."""
 
-from ..config.defaults import _C as _DEFAULT_CONFIG
-from .architect import first_order_grads, unrolled_grads
+from .architect import UnrolledOptimizerError, first_order_grads, unrolled_grads
+from .config import add_search_config
 from .cost import add_search_cost_config
 from .data import split_per_identity
-from .hooks import GenotypeHook
+from .hooks import CURVE_PANELS, GenotypeHook
+from .supernet import CDNetSupernet, CNetSupernet, Supernet
 from .trainer import SearchTrainer
 
-# SEARCH.COST joins the default tree with the search package (as SearchTrainer joins its registry)
-add_search_cost_config(_DEFAULT_CONFIG)
-
-__all__ = ["GenotypeHook", "SearchTrainer", "add_search_cost_config", "first_order_grads", "split_per_identity",
+__all__ = ["CDNetSupernet", "CNetSupernet", "CURVE_PANELS", "GenotypeHook", "SearchTrainer", "Supernet",
+           "UnrolledOptimizerError", "add_search_config", "add_search_cost_config", "first_order_grads",
+           "split_per_identity",
            "unrolled_grads"]

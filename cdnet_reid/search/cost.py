@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import CfgNode, ConfigError
-from ..modeling.cdnet.genotype import Genotype
+from ..modeling.space.genotype import Genotype
 from .cost_table import KINDS, CostTableError, build_cost_table, cost_matrix, load_cost_table
 
 logger = logging.getLogger(__name__)

@@ -46,8 +46,8 @@ from torch import Tensor, nn
 
 from ..config import ConfigError
 from ..modeling import build_model
-from ..modeling.cdnet.genotype import CANDIDATES, Genotype, op_name
-from ..modeling.cdnet.ops import DownSample, build_block, init_weights
+from ..modeling.space.genotype import CANDIDATES, Genotype, op_name
+from ..modeling.space.ops import DownSample, build_block, init_weights
 from ..utils.complexity import conv_linear_macs, inference_parameters, mac_analysis
 from ..utils.file_io import atomic_write
 

@@ -1,5 +1,6 @@
 """Hooks of the search: writing the derived genotype, its entropy, and the picture of the search."""
 
+import dataclasses
 import logging
 import math
 import os
@@ -8,10 +9,13 @@ import torch
 from tabulate import tabulate
 
 from ..engine.train_loop import HookBase
-from ..modeling.cdnet.genotype import CANDIDATES, op_name, save_genotype
+from ..modeling.space.genotype import CANDIDATES, op_name, save_genotype
 from ..utils import comm
 
 logger = logging.getLogger(__name__)
+
+#: The training-curves panel of the scalars :class:`GenotypeHook` publishes (``{title: prefix}``).
+CURVE_PANELS = {"α entropy (nats)": "alpha_entropy/"}
 
 
 class GenotypeHook(HookBase):
@@ -48,10 +52,10 @@ class GenotypeHook(HookBase):
         self.trainer.storage.put_scalar("alpha_entropy/mean", float(entropy.mean()), smoothing_hint=False)
         if not (last or (self.period > 0 and epoch % self.period == 0)):
             return
-        geno = self.supernet.genotype(meta={**self.meta, "epoch": epoch,
-                                            "probabilities": [[round(v, 6) for v in r] for r in probs.tolist()]})
+        geno = dataclasses.replace(self.supernet.genotype, meta={
+            **self.meta, "epoch": epoch, "probabilities": [[round(v, 6) for v in r] for r in probs.tolist()]})
         if self.cost is not None:
-            geno.cost = self.cost.record(geno, self.supernet.arch_parameters()[0])
+            geno = dataclasses.replace(geno, cost=self.cost.record(geno, self.supernet.arch_parameters()[0]))
         if comm.is_main_process():
             names = [f"genotype_epoch{epoch:04d}"] + (["genotype_final"] if last else [])
             for name in names:

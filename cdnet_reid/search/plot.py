@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..modeling.cdnet.genotype import CANDIDATES, Genotype, load_genotype
+from ..modeling.space.genotype import CANDIDATES, Genotype, load_genotype
 from ..utils.file_io import atomic_write
 
 __all__ = ["SearchHistory", "read_search_history", "entropy", "plot_search", "PICTURE"]

@@ -2,20 +2,23 @@
 
 import logging
 import time
+from typing import List, Tuple
 
 import torch
 import torch.distributed as dist
 
+from ..config import ConfigError
 from ..data.build import build_reid_train_set
+from ..data.common import ImageDataset
 from ..engine import hooks
 from ..engine.trainer import TRAINER_REGISTRY, DefaultTrainer, create_ddp_model, unwrap
-from ..modeling.backbones import Supernet
 from ..solver import LRMultiplier, epoch_multistep
 from ..utils import comm
 from .architect import first_order_grads, unrolled_grads
 from .cost import build_cost_term
 from .data import build_pk_loader, split_per_identity, subset
-from .hooks import GenotypeHook
+from .hooks import CURVE_PANELS, GenotypeHook
+from .supernet import Supernet
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +35,28 @@ class SearchTrainer(DefaultTrainer):
     their own optimizer and schedule; the weight optimizer never sees α.
     """
 
+    curve_panels = CURVE_PANELS
+    resume_critical = DefaultTrainer.resume_critical + ("SEARCH.",)
+    resume_harmless = DefaultTrainer.resume_harmless + ("SEARCH.GENOTYPE_PERIOD", "SEARCH.AUTHORS_FORMAT")
+
     def __init__(self, cfg):
-        super().__init__(cfg)
-        self.supernet = unwrap(self.model).backbone
-        if not isinstance(self.supernet, Supernet):
-            raise TypeError(f"TRAINER.NAME SearchTrainer needs a supernet backbone (CDNetSupernet or CNetSupernet), "
-                            f"got MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}")
         if cfg.SEARCH.UNROLLED and cfg.SEARCH.MODE != "softmax":
-            raise ValueError("SEARCH.UNROLLED (second-order DARTS) needs SEARCH.MODE softmax")
+            raise ConfigError("SEARCH.UNROLLED (second-order DARTS) needs SEARCH.MODE softmax, "
+                              f"got {cfg.SEARCH.MODE!r}")
+        if cfg.SEARCH.UNROLLED and cfg.SOLVER.OPT != "SGD":
+            raise ConfigError("SEARCH.UNROLLED (second-order DARTS) unrolls an SGD step of the weights: "
+                              f"it needs SOLVER.OPT SGD, got {cfg.SOLVER.OPT!r}")
+        self.search_data = self.split_data(cfg)
+        super().__init__(cfg)
+        model = unwrap(self.model)
+        self.alphas = getattr(model, "arch_parameters", list)()
+        if not self.alphas:
+            raise ConfigError("TRAINER.NAME SearchTrainer needs a model with architecture parameters "
+                              f"(a supernet backbone: CDNetSupernet or CNetSupernet), got "
+                              f"MODEL.BACKBONE.NAME={cfg.MODEL.BACKBONE.NAME!r}")
+        self.supernet = next(m for m in model.modules() if isinstance(m, Supernet))
         self.arch_loader = self.build_arch_loader(cfg)
-        self.arch_optimizer = self.build_arch_optimizer(cfg, self.supernet)
+        self.arch_optimizer = self.build_arch_optimizer(cfg, self.alphas)
         self.arch_scheduler = self.build_arch_scheduler(cfg, self.arch_optimizer, self.iters_per_epoch)
         self.checkpointer.add_checkpointable("arch_optimizer", self.arch_optimizer)
         self.checkpointer.add_checkpointable("arch_scheduler", self.arch_scheduler)
@@ -55,8 +70,9 @@ class SearchTrainer(DefaultTrainer):
                             before=hooks.PeriodicWriter)
 
     # ------------------------------------------------------------------ construction
-    @classmethod
-    def _split(cls, cfg):
+    @staticmethod
+    def split_data(cfg) -> Tuple[ImageDataset, List[int], List[int]]:
+        """``(training set, weight-part indices, architecture-part indices)``, split and logged once."""
         full = build_reid_train_set(cfg)
         weight_idx, arch_idx = split_per_identity(full.pids, cfg.SEARCH.ARCH_IMAGES_PER_ID,
                                                   cfg.SEARCH.SPLIT, seed=_search_seed(cfg))
@@ -66,16 +82,14 @@ class SearchTrainer(DefaultTrainer):
                         "(%d in both)", cfg.SEARCH.SPLIT, len(weight_idx), len(arch_idx), shared)
         return full, weight_idx, arch_idx
 
-    @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(self, cfg):
         """P×K loader over the weight part of the split."""
-        full, weight_idx, _ = cls._split(cfg)
+        full, weight_idx, _ = self.search_data
         return build_pk_loader(cfg, subset(full, weight_idx), seed=_search_seed(cfg))
 
-    @classmethod
-    def build_arch_loader(cls, cfg):
+    def build_arch_loader(self, cfg):
         """P×K loader over the architecture part (its own sampler stream, cycled forever)."""
-        full, _, arch_idx = cls._split(cfg)
+        full, _, arch_idx = self.search_data
         return build_pk_loader(cfg, subset(full, arch_idx), seed=_search_seed(cfg) + 1)
 
     @classmethod
@@ -83,12 +97,13 @@ class SearchTrainer(DefaultTrainer):
         """The weight optimizer of ``cfg.SOLVER``; α is excluded (by identity)."""
         from ..solver import build_optimizer
 
-        return build_optimizer(cfg, model, exclude=unwrap(model).backbone.arch_parameters())
+        return build_optimizer(cfg, model, exclude=getattr(model, "arch_parameters", list)())
 
     @classmethod
-    def build_arch_optimizer(cls, cfg, supernet) -> torch.optim.Optimizer:
+    def build_arch_optimizer(cls, cfg, alphas) -> torch.optim.Optimizer:
+        """Adam over the architecture parameters ``alphas`` (``SEARCH.ARCH_*``)."""
         s = cfg.SEARCH
-        return torch.optim.Adam(supernet.arch_parameters(), lr=s.ARCH_LR, betas=tuple(s.ARCH_BETAS),
+        return torch.optim.Adam(alphas, lr=s.ARCH_LR, betas=tuple(s.ARCH_BETAS),
                                 weight_decay=s.ARCH_WEIGHT_DECAY)
 
     @classmethod
@@ -115,19 +130,18 @@ class SearchTrainer(DefaultTrainer):
 
         # 1. weight step on the weight part (α is not in this optimizer)
         loss_dict = self.forward_losses(data)
-        self.write_metrics(loss_dict, data_time)
         self.optimizer.zero_grad(set_to_none=True)
         self.backward_and_step(sum(loss_dict.values()), self.optimizer)
 
         # 2. architecture step on the architecture part: gradients for α only
         arch_losses = self.arch_step(data, arch_data)
-        self.write_metrics(arch_losses, 0.0, prefix="arch/")
+        self.write_metrics(loss_dict, data_time, prefixed={"arch/": arch_losses})
 
     def arch_step(self, train_data, arch_data):
         """One update of α; returns the architecture batch's losses. Runs in full precision on the
         unwrapped model (no DDP hooks); α's gradient is averaged over ranks explicitly."""
         module = unwrap(self.model)
-        alphas = self.supernet.arch_parameters()
+        alphas = self.alphas
         if self.cfg.SEARCH.UNROLLED:
             box = {}
 
@@ -137,9 +151,7 @@ class SearchTrainer(DefaultTrainer):
                     box["losses"] = out
                 return sum(out.values())
 
-            grads = unrolled_grads(module, loss_fn, train_data, arch_data, alphas,
-                                   self.supernet.weight_parameters() + list(module.head.parameters()),
-                                   self.optimizer)
+            grads = unrolled_grads(module, loss_fn, train_data, arch_data, alphas, self.optimizer)
             arch_losses = box["losses"]
         else:
             arch_losses = module(arch_data)

@@ -14,6 +14,10 @@ What we change on top of fvcore:
 * **Strict weights.** :meth:`Checkpointer.load_model_weights` refuses a file that leaves any tensor
   of the model unset (:class:`IncompatibleCheckpointError`). Only classifier tensors of another
   size are skipped (fine-tuning on other identities), in one log line.
+* **The model's own key rules.** Which keys are classifiers, which checkpoint prefixes another
+  layout of the same module uses, and which keys matter for a pre-trained start are declared by the
+  model (``model.state_dict_rules()`` returning :class:`StateDictRules`); nothing here knows a
+  module name.
 """
 
 import errno
@@ -22,6 +26,7 @@ import logging
 import os
 import pickle
 import shutil
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
@@ -32,9 +37,12 @@ from .file_io import PathManager, atomic_write
 logger = logging.getLogger(__name__)
 
 __all__ = ["Checkpointer", "CheckpointError", "CheckpointNotFoundError", "CheckpointWriteError",
-           "IncompatibleCheckpointError",
-           "convert_foreign_layout", "find_last_checkpoint", "match_state_dict",
-           "read_checkpoint", "register_state_dict_converter"]
+           "IncompatibleCheckpointError", "StateDictRules",
+           "convert_foreign_layout", "find_last_checkpoint", "match_state_dict", "prepare_weights",
+           "read_checkpoint", "register_state_dict_converter", "state_dict_rules", "strip_wrapper_prefix"]
+
+#: Prefixes that a wrapper adds to every key of the module it wraps (DataParallel / DDP).
+WRAPPER_PREFIXES = ("module.",)
 
 #: ``(name, detect(state_dict) -> bool, convert(state_dict, model_keys) -> state_dict)`` for
 #: foreign checkpoint layouts (e.g. the CDNet authors' released files); see
@@ -58,6 +66,61 @@ class IncompatibleCheckpointError(CheckpointError):
     """Weights that do not fit the model: loading them would leave tensors unset."""
 
 
+@dataclass(frozen=True)
+class StateDictRules:
+    """What a model declares about its state-dict keys (``model.state_dict_rules()``).
+
+    * ``classifiers``: key prefixes of classifier tensors, whose classes are those of the training
+      set: never taken from a pre-trained file, and kept when their size differs from a checkpoint's;
+    * ``aliases``: ``(checkpoint prefix, model prefix)`` pairs: a checkpoint's tensors under the
+      first are offered to the second when the model lacks the first and the checkpoint the second
+      (another layout of the same computation);
+    * ``essential``: key prefixes whose absence from a pre-trained file is a warning (others: info).
+    """
+
+    classifiers: Tuple[str, ...] = ()
+    aliases: Tuple[Tuple[str, str], ...] = ()
+    essential: Tuple[str, ...] = ("",)
+
+    def is_classifier(self, key: str) -> bool:
+        return bool(self.classifiers) and key.startswith(self.classifiers)
+
+
+def state_dict_rules(model) -> StateDictRules:
+    """The model's :class:`StateDictRules` (``model.state_dict_rules()``; defaults without it)."""
+    rules = getattr(model, "state_dict_rules", None)
+    return rules() if callable(rules) else StateDictRules()
+
+
+def strip_wrapper_prefix(weights: Dict[str, Any]) -> Dict[str, Any]:
+    """``weights`` without the prefix (:data:`WRAPPER_PREFIXES`) that a wrapper adds to every key."""
+    for prefix in WRAPPER_PREFIXES:
+        if weights and all(k.startswith(prefix) for k in weights):
+            return {k[len(prefix):]: v for k, v in weights.items()}
+    return weights
+
+
+def apply_aliases(weights: Dict[str, Any], model_keys: Iterable[str],
+                  aliases: Iterable[Tuple[str, str]]) -> Dict[str, Any]:
+    """Rename ``weights``' keys by the ``(checkpoint prefix, model prefix)`` pairs of
+    :attr:`StateDictRules.aliases` that apply (see there)."""
+    model_keys = list(model_keys)
+    for src, dst in aliases:
+        if (any(k.startswith(src) for k in model_keys) or not any(k.startswith(dst) for k in model_keys)
+                or any(k.startswith(dst) for k in weights)):
+            continue
+        weights = {(dst + k[len(src):] if k.startswith(src) else k): v for k, v in weights.items()}
+    return weights
+
+
+def prepare_weights(weights: Dict[str, Any], model) -> Tuple[Dict[str, Any], Optional[str]]:
+    """``(weights named as model's keys, name of the recognised foreign layout or None)``: the
+    wrapper prefix stripped, a registered converter applied, the model's aliases applied."""
+    keys = list(model.state_dict().keys())
+    weights, layout = convert_foreign_layout(weights, keys)
+    return apply_aliases(weights, keys, state_dict_rules(model).aliases), layout
+
+
 def register_state_dict_converter(name: str, detect: Callable[[Dict], bool],
                                   convert: Callable[[Dict, Iterable[str]], Dict]) -> None:
     """Teach :class:`Checkpointer` a foreign key layout: model weights for which ``detect`` is true
@@ -69,9 +132,8 @@ def convert_foreign_layout(weights: Dict[str, Any], model_keys: Iterable[str]
                            ) -> Tuple[Dict[str, Any], Optional[str]]:
     """``(weights renamed onto the model's keys, name of the recognised layout)`` when a converter
     registered with :func:`register_state_dict_converter` recognises ``weights``; else
-    ``(weights, None)``. A ``module.`` prefix (DataParallel/DDP) is stripped first."""
-    if weights and all(k.startswith("module.") for k in weights):
-        weights = {k[len("module."):]: v for k, v in weights.items()}
+    ``(weights, None)``. A wrapper's prefix (:func:`strip_wrapper_prefix`) is stripped first."""
+    weights = strip_wrapper_prefix(weights)
     for name, detect, convert in _CONVERTERS:
         if detect(weights):
             return convert(weights, model_keys), name
@@ -228,11 +290,16 @@ class Checkpointer(_FvcoreCheckpointer):
         ``checkpointables`` named (all registered ones by default); return the other entries."""
         if not path:
             raise ValueError("Checkpointer.load: no checkpoint path given")
-        checkpoint = read_checkpoint(path)
-        self.load_model_weights(checkpoint, path)
+        return self.load_checkpoint(read_checkpoint(path), path, checkpointables)
+
+    def load_checkpoint(self, checkpoint: Dict[str, Any], source: str,
+                        checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        """:meth:`load` for the content of a checkpoint already read (``source``: its name)."""
+        checkpoint = dict(checkpoint)
+        self.load_model_weights(checkpoint, source)
         for key in self.checkpointables if checkpointables is None else checkpointables:
             if key in checkpoint:
-                logger.info("Loading %s from %s", key, path)
+                logger.info("Loading %s from %s", key, source)
                 self.checkpointables[key].load_state_dict(checkpoint.pop(key))
         return checkpoint
 
@@ -244,14 +311,15 @@ class Checkpointer(_FvcoreCheckpointer):
         unset, except classifier tensors of another size (another number of identities), which
         keep their initialisation (logged in one line)."""
         target = self.model.state_dict()
-        weights, layout = convert_foreign_layout(checkpoint["model"], target.keys())
+        weights, layout = prepare_weights(checkpoint["model"], self.model)
         if layout:
             logger.info("Recognised the %s checkpoint layout in %s; mapped its %d keys onto "
                              "this model's names", layout, source, len(weights))
         loadable, missing, mismatched, unexpected = match_state_dict(target, weights)
         # BatchNorm's step counters are not weights (older files lack them)
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-        classifiers = [k for k in mismatched if "classifier" in k]
+        rules = state_dict_rules(self.model)
+        classifiers = [k for k in mismatched if rules.is_classifier(k)]
         unset = missing + [k for k in mismatched if k not in classifiers]
         if unset:
             raise IncompatibleCheckpointError(

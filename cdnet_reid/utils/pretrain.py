@@ -1,35 +1,28 @@
 """Initialise a model from a pre-trained checkpoint (ImageNet -> re-ID fine-tuning).
 
 :func:`load_pretrained` copies every tensor of the checkpoint whose **name and shape** match a key of
-the model, except classifiers (any key containing ``"classifier"``: their classes are not the
-target's, even when the sizes happen to agree), and logs, grouped by module, what was not loaded.
-The file may be one of our checkpoints (``{"model": ...}``), a plain state dict, or a layout for
-which a converter is registered with :func:`cdnet_reid.utils.checkpoint.register_state_dict_converter`
-(e.g. the CDNet authors' ``base.``/``neck.`` names); ``module.`` prefixes are stripped.
-
-Our ImageNet model uses the global-only neck (``GlobalNeck``: ``head.fcs``) while the re-ID model
-has the FBL neck (``head.global_fcs``, ``head.local_fcs``, ``head.squeeze``). The global branch is
-the same computation, so ``head.fcs.*`` of the checkpoint is offered to ``head.global_fcs.*`` when the
-model has no ``head.fcs``; ``head.squeeze``/``head.local_fcs`` stay freshly initialised (the
-local branch has no ImageNet counterpart).
+the model, except the model's classifiers (:attr:`~.checkpoint.StateDictRules.classifiers`: their
+classes are not the target's, even when the sizes happen to agree), and logs, grouped by module,
+what was not loaded. The file may be one of our checkpoints (``{"model": ...}``), a plain state
+dict, or a layout for which a converter is registered with
+:func:`cdnet_reid.utils.checkpoint.register_state_dict_converter`; a wrapper's ``module.`` prefix is
+stripped and the model's aliases (another layout of the same module, e.g. a global-only neck's
+FC block offered to a two-branch neck's global branch) are applied
+(:func:`~.checkpoint.prepare_weights`).
 """
 
 import logging
-from typing import Dict, List, NamedTuple
+from typing import List, NamedTuple
 
-import torch
 from fvcore.common.checkpoint import get_missing_parameters_message, get_unexpected_parameters_message
 from torch import nn
 
+from .checkpoint import match_state_dict, prepare_weights, read_checkpoint, state_dict_rules
 from .file_io import PathManager
-from .checkpoint import convert_foreign_layout, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PretrainReport", "load_pretrained"]
-
-# (checkpoint prefix, model prefix): used when the model lacks the first and has the second.
-_PREFIX_ALIASES = [("head.fcs.", "head.global_fcs.")]
 
 
 class PretrainReport(NamedTuple):
@@ -40,55 +33,31 @@ class PretrainReport(NamedTuple):
     unused: List[str]        # checkpoint keys that match nothing of the model
 
 
-def _strip_module(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-
-
-def _apply_aliases(sd: Dict[str, torch.Tensor], model_keys) -> Dict[str, torch.Tensor]:
-    for src, dst in _PREFIX_ALIASES:
-        if any(k.startswith(src) for k in model_keys) or not any(k.startswith(dst) for k in model_keys):
-            continue
-        if any(k.startswith(dst) for k in sd):
-            continue
-        sd = {(dst + k[len(src):] if k.startswith(src) else k): v for k, v in sd.items()}
-    return sd
-
-
 def load_pretrained(model: nn.Module, path: str) -> PretrainReport:
     """Copy the matching, non-classifier tensors of checkpoint ``path`` into ``model``.
 
     Raises ``FileNotFoundError`` for a missing file and ``RuntimeError`` when not a single tensor
-    matches (certainly the wrong file). Missing backbone keys are logged as a warning.
+    matches (certainly the wrong file). Missing keys that the model calls essential are logged as
+    a warning, other missing keys as information.
     """
     if not PathManager.exists(path):
         raise FileNotFoundError(f"MODEL.PRETRAIN_PATH: checkpoint not found: {path!r}")
-    weights = _strip_module(read_checkpoint(PathManager.get_local_path(path))["model"])
-    target = model.state_dict()
-    weights, layout = convert_foreign_layout(weights, target.keys())
+    weights, layout = prepare_weights(read_checkpoint(PathManager.get_local_path(path))["model"], model)
     if layout:
         logger.info("MODEL.PRETRAIN_PATH: recognised the %s layout", layout)
-    weights = _apply_aliases(weights, target.keys())
-
-    loaded, classifier, missing, mismatched = [], [], [], []
-    new_state = {}
-    for key, value in target.items():
-        if "classifier" in key:
-            classifier.append(key)
-        elif key not in weights:
-            missing.append(key)
-        elif tuple(weights[key].shape) != tuple(value.shape):
-            mismatched.append(key)
-        else:
-            new_state[key] = weights[key].to(dtype=value.dtype)
-            loaded.append(key)
-    unused = [k for k in weights if k not in target or k in classifier]
-    if not loaded:
+    rules = state_dict_rules(model)
+    target = model.state_dict()
+    classifier = [k for k in target if rules.is_classifier(k)]
+    loadable, missing, mismatched, unexpected = match_state_dict(
+        {k: v for k, v in target.items() if k not in classifier}, weights)
+    unused = unexpected + [k for k in classifier if k in weights]
+    if not loadable:
         raise RuntimeError(f"MODEL.PRETRAIN_PATH={path}: none of its {len(weights)} tensors matches a "
                            f"non-classifier key of the model by name and shape (first model keys: "
                            f"{list(target)[:3]}, first checkpoint keys: {list(weights)[:3]})")
-    model.load_state_dict(new_state, strict=False)
+    model.load_state_dict({k: v.to(dtype=target[k].dtype) for k, v in loadable.items()}, strict=False)
 
-    logger.info("Initialised %d of %d tensors from %s (classifiers skipped: %d)", len(loaded),
+    logger.info("Initialised %d of %d tensors from %s (classifiers skipped: %d)", len(loadable),
                 len(target), path, len(classifier))
     if classifier:
         logger.info("Not loaded (classifiers, freshly initialised):%s",
@@ -98,12 +67,12 @@ def load_pretrained(model: nn.Module, path: str) -> PretrainReport:
             f"  {k}: checkpoint {tuple(weights[k].shape)}, model {tuple(target[k].shape)}"
             for k in mismatched))
     if missing:
-        backbone = [k for k in missing if k.startswith("backbone.")]
-        log = logger.warning if backbone else logger.info
+        essential = [k for k in missing if k.startswith(rules.essential)]
+        log = logger.warning if essential else logger.info
         log("Not in the checkpoint (freshly initialised)%s:%s",
-            f", {len(backbone)} of them backbone tensors" if backbone else "",
+            f", {len(essential)} of them essential" if essential else "",
             get_missing_parameters_message(missing).split(":", 1)[1])
     if unused:
         logger.info("Checkpoint tensors not used:%s",
                     get_unexpected_parameters_message(unused).split(":", 1)[1])
-    return PretrainReport(loaded, classifier, missing, mismatched, unused)
+    return PretrainReport(list(loadable), classifier, missing, mismatched, unused)

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -71,30 +71,35 @@ def read_metrics(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def curve_panels(names) -> Dict[str, List[str]]:
+def curve_panels(names, panels: Optional[Mapping[str, str]] = None) -> Dict[str, List[str]]:
     """The scalars of a run grouped into panels of one kind and one unit each: ``losses``,
-    ``learning rate``, ``evaluation`` (``<dataset>/<metric>``, in %) and ``α entropy`` (nats, the
-    search's ``alpha_entropy/*``). Timings (``time``, ``data_time``, seconds) are left out: the
-    console and ``metrics.json`` show them. Empty panels are dropped."""
+    ``learning rate``, ``evaluation`` (``<dataset>/<metric>``, in %) and the caller's ``panels``
+    (``{title: key prefix}``, taken before the evaluation rule, e.g. a component's own
+    ``<name>/*`` scalars). Timings (``time``, ``data_time``, seconds) are left out: the console
+    and ``metrics.json`` show them. Empty panels are dropped."""
     timing = {k for k in names if k.rsplit("/", 1)[-1] in ("time", "data_time")}
     losses = sorted((k for k in names if "loss" in k and k not in timing),
                     key=lambda k: (k != "total_loss", k))
     lrs = sorted(k for k in names if k not in timing and (k == "lr" or k.startswith("lr") or k.endswith("/lr")
                                                             or k.endswith("_lr")))
-    entropy = sorted(k for k in names if k.startswith("alpha_entropy"))
-    taken = timing | set(losses) | set(lrs) | set(entropy)
+    taken = timing | set(losses) | set(lrs)
+    own = {}
+    for title, prefix in (panels or {}).items():
+        own[title] = sorted(k for k in names if k.startswith(prefix) and k not in taken)
+        taken |= set(own[title])
     evals = sorted(k for k in names if "/" in k and k not in taken)
-    panels = {"losses": losses, "learning rate": lrs, "evaluation (%)": evals, "α entropy (nats)": entropy}
-    return {title: keys for title, keys in panels.items() if keys}
+    out = {"losses": losses, "learning rate": lrs, "evaluation (%)": evals, **own}
+    return {title: keys for title, keys in out.items() if keys}
 
 
-def plot_training_curves(metrics_path: str, out_path: str, *, title: Optional[str] = None) -> str:
-    """A PNG over the iterations of a run with one panel per kind of scalar (:func:`curve_panels`),
-    legends below the panels. Returns ``out_path``."""
+def plot_training_curves(metrics_path: str, out_path: str, *, title: Optional[str] = None,
+                         panels: Optional[Mapping[str, str]] = None) -> str:
+    """A PNG over the iterations of a run with one panel per kind of scalar (:func:`curve_panels`
+    with the caller's ``panels``), legends below the panels. Returns ``out_path``."""
     series = read_metrics(metrics_path)
     if not series:
         raise ValueError(f"{metrics_path} holds no metrics")
-    panels = curve_panels(series) or {"(nothing to draw)": []}
+    panels = curve_panels(series, panels) or {"(nothing to draw)": []}
     fig = _figure(4.2 * len(panels), 4.4)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (name, keys) in zip(axes, panels.items()):

@@ -26,17 +26,18 @@ class ReidDataset:
     pids are relabelled to 0..N-1 in sorted order; query and gallery keep their raw pids (only
     equality matters for evaluation). Camera ids are 0-based integers.
 
-    ``task`` tells the trainer which loaders and evaluator to build; ``from_config(cfg)`` returns
-    extra constructor keyword arguments taken from the config (per-dataset options, e.g.
-    ``DATASETS.MSMT17_COMBINE_VAL``), used by :func:`cdnet_reid.data.build_dataset`.
+    ``task`` tells the trainer which loaders and evaluator to build; ``from_config(cfg, root=...)``
+    returns the constructor keyword arguments: the data ``root`` and per-dataset options read from
+    the config (e.g. ``DATASETS.MSMT17_COMBINE_VAL``), used by :func:`cdnet_reid.data.build_dataset`.
     """
 
     task = "reid"
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        """Constructor keyword arguments (besides ``root``) read from ``cfg``; none by default."""
-        return {}
+    def from_config(cls, cfg, *, root: str, **context) -> dict:
+        """Constructor keyword arguments: the data ``root`` and options read from ``cfg`` (none by
+        default)."""
+        return {"root": root}
 
     def __init__(self, train: Sequence[Item], query: Sequence[Item], gallery: Sequence[Item],
                  *, relabel: bool = True, name: str = ""):
@@ -98,9 +99,10 @@ class ClassificationDataset:
     task = "classification"
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        """Constructor keyword arguments (besides ``root``) read from ``cfg``; none by default."""
-        return {}
+    def from_config(cls, cfg, *, root: str, **context) -> dict:
+        """Constructor keyword arguments: the data ``root`` and options read from ``cfg`` (none by
+        default)."""
+        return {"root": root}
 
     def __init__(self, train: Sequence[Tuple[Any, int]], test: Sequence[Tuple[Any, int]],
                  classes: Sequence[str], *, name: str = ""):

@@ -30,6 +30,7 @@ import logging
 import os
 from typing import Optional, Sequence, Tuple
 
+from ...config import CfgNode, register_config
 from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import (DatasetLayoutError, check_listed_files, first_existing, parse_market_dir,
@@ -37,7 +38,7 @@ from .layout import (DatasetLayoutError, check_listed_files, first_existing, par
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CustomReID"]
+__all__ = ["CustomReID", "add_custom_config"]
 
 _SPLITS: Sequence[Tuple[str, Tuple[str, ...], Tuple[str, ...]]] = (
     ("train", ("train.csv", "train.txt"), ("bounding_box_train", "train")),
@@ -50,6 +51,14 @@ LAYOUT = """  {base}/
   or
     bounding_box_train/ (or train/)   query/   bounding_box_test/ (or gallery/)
                                            images named <pid>_c<camera>..., e.g. 0002_c1s1_000451_03.jpg"""
+
+
+@register_config
+def add_custom_config(cfg: CfgNode) -> None:
+    """``DATASETS.CUSTOM_DIR``: the folder of ``CustomReID``, relative to ``DATASETS.ROOT`` or
+    absolute (layouts: the module docstring)."""
+    if "CUSTOM_DIR" not in cfg.DATASETS:
+        cfg.DATASETS.CUSTOM_DIR = ""
 
 
 @DATASET_REGISTRY.register()
@@ -65,8 +74,8 @@ class CustomReID(ReidDataset):
     folder: Optional[str] = None
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        return {} if cls.folder else {"folder": cfg.DATASETS.CUSTOM_DIR}
+    def from_config(cls, cfg, *, root: str, **context) -> dict:
+        return {"root": root} if cls.folder else {"root": root, "folder": cfg.DATASETS.CUSTOM_DIR}
 
     def __init__(self, root: str = "datasets", folder: Optional[str] = None):
         name = type(self).__name__

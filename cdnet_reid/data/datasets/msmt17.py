@@ -4,13 +4,23 @@ import logging
 import os
 from typing import List, Tuple
 
+from ...config import CfgNode, register_config
 from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import DatasetError, DatasetLayoutError, check_listed_files, find_dataset_dir, first_existing
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MSMT17"]
+__all__ = ["MSMT17", "add_msmt17_config"]
+
+
+@register_config
+def add_msmt17_config(cfg: CfgNode) -> None:
+    """``DATASETS.MSMT17_COMBINE_VAL``: also train on ``list_val.txt`` (the full 32,621-image
+    training set); off = ``list_train.txt`` only (30,248 images), the common protocol and the
+    paper's."""
+    if "MSMT17_COMBINE_VAL" not in cfg.DATASETS:
+        cfg.DATASETS.MSMT17_COMBINE_VAL = False
 
 Item = Tuple[str, int, int]
 
@@ -65,8 +75,8 @@ class MSMT17(ReidDataset):
               "                     (lines '<folder>/<file>.jpg <pid>', paths relative to train/ or test/)")
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
-        return {"combine_val": bool(cfg.DATASETS.MSMT17_COMBINE_VAL)}
+    def from_config(cls, cfg, *, root: str, **context) -> dict:
+        return {"root": root, "combine_val": bool(cfg.DATASETS.MSMT17_COMBINE_VAL)}
 
     def __init__(self, root: str = "datasets", combine_val: bool = False):
         self.root = os.path.abspath(os.path.expanduser(root))

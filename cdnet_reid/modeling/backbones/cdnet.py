@@ -6,8 +6,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from torch import Tensor, nn
 
-from ..cdnet.genotype import Genotype, load_genotype
-from ..cdnet.ops import DownSample, Stem, build_block, init_weights
+from ..space.genotype import Genotype, load_genotype
+from ..space.ops import DownSample, Stem, build_block, init_weights
 from ..registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 
@@ -91,7 +91,7 @@ class SearchedNet(StagedNet):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, cfg, stored: Optional[Dict[str, Any]] = None) -> dict:
+    def from_config(cls, cfg, *, stored: Optional[Dict[str, Any]] = None, **context) -> dict:
         """The network of ``MODEL.BACKBONE``; with ``stored`` (a checkpoint's entries) holding a
         ``genotype``, that genotype instead of ``MODEL.BACKBONE.GENOTYPE``, so a checkpoint is
         rebuilt as it was trained even when the genotype file has changed or moved."""

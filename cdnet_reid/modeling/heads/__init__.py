@@ -1,8 +1,10 @@
-"""Heads (necks): turn backbone maps into embeddings (eval) or (logits, feature) pairs (training).
-Each module registers its classes in ``HEAD_REGISTRY`` when imported."""
+"""Heads: turn backbone maps into embeddings (eval) or (logits, feature) pairs (training), chosen
+by ``MODEL.HEADS.NAME`` in ``HEAD_REGISTRY``. ``BLNeck`` and ``FBLNeck`` keep the paper's names
+("neck" is the paper's word for these heads); their files say what they are here: ``*_head.py``.
+Each module registers its classes when imported."""
 
-from .bl_neck import BLNeck, fc_block, init_linear
-from .fbl_neck import FBLNeck, GlobalNeck
+from .bl_head import BLNeck, fc_block, init_linear
+from .fbl_head import FBLNeck
 from .search_head import SearchHead
 
-__all__ = ["BLNeck", "FBLNeck", "GlobalNeck", "SearchHead", "fc_block", "init_linear"]
+__all__ = ["BLNeck", "FBLNeck", "SearchHead", "fc_block", "init_linear"]

@@ -4,9 +4,9 @@ from typing import Dict
 
 from torch import Tensor
 
-from ..cdnet.ops import conv1x1_bn, init_weights
+from ..space.ops import conv1x1_bn, init_weights
 from ..registry import HEAD_REGISTRY
-from .bl_neck import BLNeck
+from .bl_head import BLNeck
 
 
 @HEAD_REGISTRY.register()

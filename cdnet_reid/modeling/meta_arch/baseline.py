@@ -1,10 +1,11 @@
 """Baseline: normalise pixels -> backbone -> head -> (training) CE + triplet on every branch."""
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
+from ...utils.checkpoint import StateDictRules
 from ..losses import cross_entropy_loss, triplet_loss
 from ..registry import META_ARCH_REGISTRY, build_backbone, build_head
 
@@ -44,7 +45,7 @@ class Baseline(nn.Module):
         self.tri_gather = tri_gather
 
     @classmethod
-    def from_config(cls, cfg, stored: Optional[dict] = None) -> dict:
+    def from_config(cls, cfg, *, stored: Optional[dict] = None, **context) -> dict:
         backbone = build_backbone(cfg, stored)
         head = build_head(cfg, backbone.output_shape())
         losses = cfg.MODEL.LOSSES
@@ -53,6 +54,23 @@ class Baseline(nn.Module):
                     ce_epsilon=losses.CE.EPSILON, ce_scale=losses.CE.SCALE,
                     tri_margin=losses.TRI.MARGIN, tri_norm_feat=losses.TRI.NORM_FEAT,
                     tri_scale=losses.TRI.SCALE, tri_gather=losses.TRI.GATHER)
+
+    def arch_parameters(self) -> List[nn.Parameter]:
+        """The architecture parameters (a search backbone's logits α; none otherwise)."""
+        return list(self.backbone.arch_parameters()) if hasattr(self.backbone, "arch_parameters") else []
+
+    def weight_parameters(self) -> List[nn.Parameter]:
+        """Every other parameter: what the weight optimizer trains."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def state_dict_rules(self) -> StateDictRules:
+        """Classifier and alias keys as the head declares them (``classifier_names``,
+        ``state_dict_aliases``); the backbone is what a pre-trained file must provide."""
+        return StateDictRules(
+            classifiers=tuple(f"head.{n}." for n in getattr(self.head, "classifier_names", ())),
+            aliases=tuple((f"head.{a}", f"head.{b}") for a, b in getattr(self.head, "state_dict_aliases", ())),
+            essential=("backbone.",))
 
     def checkpoint_extra(self) -> dict:
         """What the backbone needs stored to be rebuilt (e.g. CDNet's genotype)."""

@@ -25,7 +25,7 @@ class MobileNetV2(Backbone):
         self.out_channels = last_channel
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, **context) -> dict:
         return dict(width_mult=cfg.MODEL.BACKBONE.WIDTH_MULT,
                     last_channel=cfg.MODEL.BACKBONE.MOBILENETV2.LAST_CHANNEL)
 

@@ -1,13 +1,14 @@
-"""The paper's necks (CDNet, arXiv 2104.04163, Sec. 3.4): FBLNeck and its global-only ImageNet variant."""
+"""The paper's re-ID neck (CDNet, arXiv 2104.04163, Sec. 3.4): FBLNeck. Its global-only ImageNet
+variant is ``BLNeck``, registered also as ``GlobalNeck``."""
 
 from typing import Dict, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..cdnet.ops import init_weights
+from ..space.ops import init_weights
 from ..registry import HEAD_REGISTRY
-from .bl_neck import BLNeck, fc_block
+from .bl_head import fc_block
 
 
 @HEAD_REGISTRY.register()
@@ -22,7 +23,14 @@ class FBLNeck(nn.Module):
     Training: ``[(global_logits, global_feat), (local_logits, local_feat)]`` (features before the
     FC blocks: the triplet loss sees them, CE sees the logits). Eval, re-ID: ``cat(global, local)``
     (768-d; the FC blocks are not run). Eval, ``classification``: ``global_logits + local_logits``.
+    A global-only neck's FC block (``fcs``, e.g. of our ImageNet model) loads into ``global_fcs``
+    (:attr:`state_dict_aliases`); the local branch has no ImageNet counterpart.
     """
+
+    #: submodules whose classes are the training set's (see ``utils.checkpoint.StateDictRules``)
+    classifier_names = ("global_classifier", "local_classifier")
+    #: (checkpoint prefix, this module's prefix): another layout of the same computation
+    state_dict_aliases = (("fcs.", "global_fcs."),)
 
     def __init__(self, *, local_channels: int, global_channels: int, num_classes: int,
                  fc_dims: Sequence[int] = (512,), dropout: float = 0.2, num_parts: int = 2,
@@ -44,7 +52,7 @@ class FBLNeck(nn.Module):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, cfg, input_shape: Dict) -> dict:
+    def from_config(cls, cfg, *, input_shape: Dict, **context) -> dict:
         shapes = list(input_shape.values())
         if len(shapes) < 2:
             raise ValueError("FBLNeck needs a backbone with at least two output maps")
@@ -68,10 +76,3 @@ class FBLNeck(nn.Module):
         if self.training:
             return [(g_logits, glob), (l_logits, local)]
         return g_logits + l_logits
-
-
-@HEAD_REGISTRY.register()
-class GlobalNeck(BLNeck):
-    """The global branch of FBLNeck alone (the ImageNet neck of the original code): GAP of the last map ->
-    dropout -> FC block -> classifier. Same computation as :class:`BLNeck`, registered under the
-    name the ImageNet config uses."""

@@ -14,15 +14,19 @@ authors                                ours
 ``.op.`` (conv-BN wrappers)            ``.``
 ``adaption.`` (shared gate)            ``gate.``
 ``cells.<c>.conv1x1.`` (DownSample)    ``cells.<c>.conv.``
-``neck.global_fcs/global_classifier``  ``head.fcs/classifier`` when the model's neck is the
-                                       global-only one (their ImageNet neck)
 =====================================  ====================================
+
+Their ImageNet neck (``neck.global_fcs/global_classifier`` only) lands on our global-only neck's
+``head.fcs/classifier`` by that neck's own aliases (``BLNeck.state_dict_aliases``), applied by the
+Checkpointer to every checkpoint.
 """
 
 import re
 from typing import Dict, Iterable, Optional
 
 from torch import Tensor
+
+from ...utils.checkpoint import strip_wrapper_prefix
 
 _FORWARD = [
     (re.compile(r"^base\."), "backbone."),
@@ -37,26 +41,18 @@ _FORWARD = [
 
 def is_authors_state_dict(state_dict: Dict[str, Tensor]) -> bool:
     """True for a state dict in the authors' layout (``base.*`` backbone keys)."""
-    return any(_strip(k).startswith("base.") for k in state_dict)
-
-
-def _strip(key: str) -> str:
-    return key[len("module."):] if key.startswith("module.") else key
+    return any(k.startswith("base.") for k in strip_wrapper_prefix(state_dict))
 
 
 def authors_to_ours(state_dict: Dict[str, Tensor],
                     model_keys: Optional[Iterable[str]] = None) -> Dict[str, Tensor]:
-    """Rename an authors' state dict to our keys. ``model_keys`` (the target model's state-dict
-    keys) decides where their global-only ImageNet neck goes (``head.fcs`` vs ``head.global_fcs``)."""
-    model_keys = set(model_keys or ())
-    global_only = "head.fcs.0.weight" in model_keys and "head.global_fcs.0.weight" not in model_keys
+    """Rename an authors' state dict to our keys (``model_keys``: the converter protocol's target
+    keys, not needed for this fixed renaming)."""
     out = {}
-    for key, value in state_dict.items():
-        new = _strip(key)
+    for key, value in strip_wrapper_prefix(state_dict).items():
+        new = key
         for pattern, repl in _FORWARD:
             new = pattern.sub(repl, new)
-        if global_only:
-            new = new.replace("head.global_fcs.", "head.fcs.").replace("head.global_classifier.", "head.classifier.")
         out[new] = value
     return out
 

@@ -27,16 +27,25 @@ def init_linear(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-@HEAD_REGISTRY.register()
+@HEAD_REGISTRY.register("BLNeck", "GlobalNeck")
 class BLNeck(nn.Module):
     """Global-average-pooled feature of the last backbone map, with a classification branch.
+    Registered also as ``GlobalNeck``: the global branch of FBLNeck alone, the ImageNet neck of
+    the original code (the same computation).
 
     * training: ``[(logits, feat)]``, ``feat`` being the pooled vector after dropout (for the
       triplet loss) and ``logits`` the classifier output after the FC block (for CE);
     * eval, re-ID: ``feat`` (N×C embedding); eval, ``classification=True``: ``logits``.
 
     With ``num_classes == 0`` no classifier is built (an embedding-only model for inference).
+    A two-branch neck's global branch (``global_fcs``/``global_classifier``, e.g. the authors'
+    ImageNet files) loads into ``fcs``/``classifier`` (:attr:`state_dict_aliases`).
     """
+
+    #: submodules whose classes are the training set's (see ``utils.checkpoint.StateDictRules``)
+    classifier_names = ("classifier",)
+    #: (checkpoint prefix, this module's prefix): another layout of the same computation
+    state_dict_aliases = (("global_fcs.", "fcs."), ("global_classifier.", "classifier."))
 
     def __init__(self, *, in_channels: int, num_classes: int, fc_dims: Sequence[int] = (512,),
                  dropout: float = 0.0, classification: bool = False):
@@ -51,7 +60,7 @@ class BLNeck(nn.Module):
         init_linear(self)
 
     @classmethod
-    def from_config(cls, cfg, input_shape: Dict) -> dict:
+    def from_config(cls, cfg, *, input_shape: Dict, **context) -> dict:
         h = cfg.MODEL.HEADS
         return dict(in_channels=list(input_shape.values())[-1].channels,
                     num_classes=h.NUM_CLASSES, fc_dims=list(h.FC_DIMS), dropout=h.DROPOUT,

@@ -4,7 +4,8 @@ The skeleton is the final network's (stem, stages of searchable layers, DownSamp
 searchable layer is a :class:`MixedOp` holding all candidates with their own weights. The
 architecture logits ``alphas`` (layers × candidates) are an ``nn.Parameter`` of the backbone, so
 they are saved in checkpoints and move with ``.to()``; the trainer keeps them out of the weight
-optimizer (:meth:`arch_parameters` / :meth:`weight_parameters`).
+optimizer (:meth:`arch_parameters` / :meth:`weight_parameters`). They live with the search, which
+registers them in ``BACKBONE_REGISTRY`` and defines the ``SEARCH`` keys they read.
 """
 
 from collections import OrderedDict
@@ -13,11 +14,11 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..cdnet.genotype import CANDIDATES, Genotype
-from ..cdnet.mixed_op import MODES, MixedOp, topk_weights
-from ..cdnet.ops import build_block, init_weights
-from ..registry import BACKBONE_REGISTRY
-from .cdnet import StagedNet
+from ..modeling.backbones.cdnet import StagedNet
+from ..modeling.space.genotype import CANDIDATES, Genotype
+from ..modeling.space.mixed_op import MODES, MixedOp, topk_weights
+from ..modeling.space.ops import build_block, init_weights
+from ..modeling.registry import BACKBONE_REGISTRY
 
 
 class Supernet(StagedNet):
@@ -50,7 +51,7 @@ class Supernet(StagedNet):
             self.alphas.fill_(float(alpha_init))
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, **context) -> dict:
         b, s = cfg.MODEL.BACKBONE, cfg.SEARCH
         return dict(stages=list(b.STAGES), planes=list(b.PLANES), width_mult=b.WIDTH_MULT,
                     adaptive_fusion=b.ADAPTIVE_FUSION, stem=b.STEM, mode=s.MODE, topk=s.TOPK,
@@ -79,14 +80,15 @@ class Supernet(StagedNet):
     def probabilities(self) -> Tensor:
         return torch.softmax(self.alphas.detach().float().cpu(), dim=-1)
 
-    def genotype(self, meta: dict = None) -> Genotype:
+    @property
+    def genotype(self) -> Genotype:
         """The derived architecture: the argmax candidate of every layer (the authors' rule),
-        with the logits and ``meta`` attached."""
-        return Genotype.from_alphas(self.space, self.alphas.detach().float().cpu().tolist(), meta)
+        with the logits attached (``SearchedNet.genotype`` is the one it was built from)."""
+        return Genotype.from_alphas(self.space, self.alphas.detach().float().cpu().tolist())
 
     def checkpoint_extra(self) -> dict:
         """The genotype derived at the time of the checkpoint (α itself is a parameter)."""
-        return {"genotype": self.genotype().to_dict()}
+        return {"genotype": self.genotype.to_dict()}
 
 
 @BACKBONE_REGISTRY.register()
