@@ -116,6 +116,10 @@ _C.INPUT.RANDOM_RESIZED_CROP.RATIO = [0.75, 1.3333333333333333]
 # Test resize: > 0 resizes the shorter side to this many pixels, then centre-crops SIZE_TEST
 # (ImageNet: 256 then 224); 0 resizes to exactly SIZE_TEST.
 _C.INPUT.RESIZE_SHORT_TEST = 0
+# The resize of the exact (non-random) train and test resizes: "pil" (bilinear with antialiasing,
+# torchvision's default) or "cv2" (OpenCV INTER_LINEAR, no antialiasing: what trackers such as
+# boxmot do to crops at deployment), so that training-time and deployment-time resize can agree.
+_C.INPUT.RESIZE_BACKEND = "pil"
 
 # ---------------------------------------------------------------------------------------------- #
 # Datasets and loaders
