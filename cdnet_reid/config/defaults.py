@@ -297,6 +297,9 @@ _C.OUTPUT_DIR = "logs/default"
 _C.SEED = -1
 # Deterministic algorithms (torch.use_deterministic_algorithms) for bit-reproducible runs.
 _C.DETERMINISTIC = False
-_C.CUDNN_BENCHMARK = False
+# cuDNN picks its convolution algorithms by timing them (fixed input sizes, as here), rather than by
+# heuristic, which often chooses slow kernels for channels-last depthwise convolutions. Off with
+# DETERMINISTIC.
+_C.CUDNN_BENCHMARK = True
 # Console/metrics-file period in iterations.
 _C.LOG_PERIOD = 20
