@@ -4,11 +4,13 @@ was skipped."""
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_check_quick_on_cpu(capsys, monkeypatch, data_root):
     monkeypatch.setenv("CDNET_DATASETS", str(data_root))
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")

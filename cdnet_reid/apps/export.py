@@ -132,6 +132,11 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
             parser.error(str(e))
         if args.int8 and fmt == "torchscript":
             parser.error("--int8 --for boxmot: int8 is written for x.onnx and x_openvino_model outputs")
+        unused = [flag for flag, used in (("--int8-output", args.int8_output), ("--per-tensor", args.per_tensor),
+                                          ("--calibrate-method", args.calibrate_method != "MinMax")) if used]
+        if unused:
+            parser.error(f"--for boxmot names its int8 file <name>_int8... and quantises per channel with MinMax: "
+                         f"{', '.join(unused)} cannot apply")
     cfg = setup_tool_cfg(args)
     model = DefaultPredictor.build_model(cfg).cpu().eval()
     module = EmbeddingModel.from_config(model, cfg)
