@@ -1,5 +1,6 @@
 """Smoke tests of the measuring tools (they print the figures quoted in the README)."""
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -55,6 +56,17 @@ def test_benchmark_compare_rows():
     for name in expected:
         assert name in rows, (name, out)
     assert any(n.startswith("onnxruntime int8 (static QDQ, per-channel") for n in rows)
+    from cdnet_reid.export.runtimes import cpu_has_native_bf16
+
+    openvino = ["OpenVINO fp32"] + (["OpenVINO bf16", "PyTorch bf16 (BN folded, channels-last, bf16 weights)"]
+                                    if cpu_has_native_bf16() else [])
+    for name in openvino if importlib.util.find_spec("openvino") else []:
+        assert name in rows, (name, out)
+    assert any(n.startswith("OpenVINO int8 (QDQ file") for n in rows) or not importlib.util.find_spec("openvino")
+    peaks = {n: r for n, r in rows.items() if n.startswith("peak ")}
+    assert any(n.startswith("peak fp32 (GEMM ") for n in peaks), out
+    assert all(r[-1] == "100%" and float(r[0]) > 0 for r in peaks.values())
+    assert rows["plain (this config)"][-1].endswith("%")  # the share of the fp32 peak
     assert rows["plain, contiguous weights (MODEL.CHANNELS_LAST False)"][2] == "1.00x"
     assert float(rows["plain, default allocator (own process)"][5]) > 100  # peak RSS, MB
     assert rows["plain (this config)"][5] == "-"

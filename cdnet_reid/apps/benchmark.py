@@ -22,11 +22,21 @@ machine's speed affects them all alike:
   (inductor with freezing; ``--no-compile`` leaves it out; its compile time is printed);
 * onnxruntime on the exported model, fp32 and int8 (static QDQ quantization, per-channel weights,
   calibrated on ``--calibration`` crops, else on random images: a speed figure only);
+* PyTorch in bf16 (BN folded, channels-last, bf16 weights) where the CPU has native bf16, and
+  OpenVINO on the same exported files: fp32, bf16 (native bf16 only) and int8 (the QDQ file);
+* "peak" rows: the measured matrix-product rate of this CPU per data type (fp32, bf16: torch; int8:
+  onnxruntime) turned into images/s for the model's multiply-adds (``cdnet_reid.export.peak``);
+  the "of peak" column divides every row by the peak of its data type;
 * torchvision's MobileNetV2 and ResNet-50 (random weights, features + global pooling);
 * the plain and the fast path with glibc's default allocator and with big blocks kept in the heap,
   each in its own process (the allocator setting is process-wide), driven in the same round-robin;
   with ``train`` in ``--modes``, a second table times training with either allocator, and with
   contiguous weights, the same way.
+
+``--runtime torch|onnxruntime|openvino`` and ``--precision auto|fp32|bf16|int8`` choose what the
+plain inference row runs (``cdnet_reid.export.runtimes``; ``auto``: bf16 where the CPU has native
+bf16, logged; int8 quantises the exported model, calibrated on ``--calibration`` crops or random
+images).
 
 Every row gives the ratio to the baseline, the CPU time per image (user + system, all threads),
 the share of it spent in the kernel (page faults of freshly mapped memory show up there) and, for
@@ -144,6 +154,93 @@ def _onnx_sessions(model, batch, size, calibration, tmp):
         session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         out[name] = (lambda s: lambda: s.run(None, feed))(session)
     return out
+
+
+def _deploy_steps(model, x, tmp):
+    """Callables of the bf16 PyTorch path (native bf16 only) and of OpenVINO on the files
+    :func:`_onnx_sessions` exported to ``tmp`` (fp32, bf16 where native, int8)."""
+    from ..export.runtimes import cpu_has_native_bf16, to_bf16
+
+    out = {}
+    native = cpu_has_native_bf16()
+    if native:
+        net = to_bf16(model)
+
+        def bf16_step():
+            with torch.inference_mode():
+                net(x)
+        out["PyTorch bf16 (BN folded, channels-last, bf16 weights)"] = bf16_step
+    try:
+        from ..export.runtimes import OpenVinoPredictor
+    except ImportError:
+        return out
+    fp32, int8 = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_int8.onnx")
+    feed = x.float().contiguous().numpy()
+    for name, path, precision in (("OpenVINO fp32", fp32, "fp32"), ("OpenVINO bf16", fp32, "bf16"),
+                                  ("OpenVINO int8 (QDQ file, the rest in bf16)" if native else
+                                   "OpenVINO int8 (QDQ file)", int8, "int8")):
+        if not os.path.isfile(path) or (precision == "bf16" and not native):
+            continue
+        try:
+            predictor = OpenVinoPredictor(None, path, precision=precision)
+        except ImportError:
+            return out
+        out[name] = (lambda r: lambda: r.infer({0: feed}))(predictor.request)
+    return out
+
+
+def _row_dtype(name: str) -> str:
+    return "int8" if "int8" in name else "bf16" if "bf16" in name else "fp32"
+
+
+def peak_rows(model, size, base_rate, rows, device):
+    """The "peak" rows (see the module docstring) and an "of peak" column on ``rows`` (in place);
+    returns the peak rows and a note with the GEMM rates and the model's MACs."""
+    from ..export.peak import gemm_rates, peak_images_per_s
+    from ..utils.complexity import conv_linear_macs, mac_analysis
+
+    macs = conv_linear_macs(mac_analysis(copy.deepcopy(model).eval(), torch.rand(1, 3, *size, device=device) * 255))
+    rates = gemm_rates()
+    peaks = {d: peak_images_per_s(macs, r) for d, r in rates.items()}
+    for row in rows:
+        peak = peaks.get(_row_dtype(row[0]))
+        row.append(f"{100 * float(row[1]) / peak:.1f}%" if peak else "-")
+    out = [[f"peak {d} (GEMM {rates[d] / 1e9:.0f} GFLOP/s, {macs / 1e6:.0f} M MACs/image)", f"{p:.1f}", "-",
+            f"{p / base_rate:.2f}x", "-", "-", "-", "100%"] for d, p in peaks.items()]
+    note = ("peak: " + ", ".join(f"{d} GEMM {rates[d] / 1e9:.0f} GFLOP/s" for d in rates)
+            + f" ({torch.get_num_threads()} threads); the model: {macs / 1e6:.1f} M multiply-adds per image")
+    return out, note
+
+
+def runtime_inference(model, cfg, args, device):
+    """``(label, step, tmp)`` of the plain inference row in ``--runtime`` / ``--precision``."""
+    from ..export.runtimes import build_runtime_predictor, resolve_precision, to_bf16
+
+    batch, size = args.batch_size, cfg.INPUT.SIZE_TEST
+    if args.runtime == "torch":
+        precision = resolve_precision("torch", args.precision)
+        if precision == "fp32":
+            return "torch fp32", inference_step(model, batch, size, device), None
+        net = to_bf16(model)
+        return "torch bf16", inference_step(net, batch, size, device), None
+    from ..export import EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx
+
+    tmp = tempfile.TemporaryDirectory()
+    path = export_onnx(EmbeddingModel(model, l2_normalize=False), os.path.join(tmp.name, "model.onnx"), size)
+    if args.precision == "int8":
+        if args.calibration:
+            from ..data.datasets.layout import list_image_files
+
+            images = list_image_files(args.calibration, what="--calibration")[0]
+        else:
+            gen = torch.Generator().manual_seed(0)
+            images = [torch.randint(0, 256, (*size, 3), dtype=torch.uint8, generator=gen).numpy() for _ in range(32)]
+        path = quantize_onnx(path, os.path.join(tmp.name, "model_int8.onnx"),
+                             ImageCalibrationReader(images, size, max_images=64))
+    predictor = build_runtime_predictor(path, args.runtime, args.precision, cfg=cfg)
+    x = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8)
+    precision = getattr(predictor, "precision", "int8" if args.precision == "int8" else "fp32")
+    return f"{args.runtime} {precision}", (lambda: predictor.embed(x)), tmp
 
 
 # ------------------------------------------------------------------------------ worker processes
@@ -264,6 +361,8 @@ def summarize(results, peaks, baseline, batch_images):
 
 
 HEADERS = ["model", "images/s", "range", "vs plain", "CPU ms/image", "kernel", "peak RSS MB"]
+#: The --compare inference table's columns: + the share of the peak of the row's data type.
+COMPARE_HEADERS = HEADERS + ["of peak"]
 #: The row the others are compared with: the model as the authors' code stores it (NCHW weights).
 BASELINE = "plain, contiguous weights (MODEL.CHANNELS_LAST False)"
 
@@ -300,6 +399,7 @@ def benchmark_comparison(model, batch, size, device, args):
 
         steps.update(_onnx_sessions(EmbeddingModel(model, l2_normalize=False), batch, size,
                                     args.calibration, tmp.name))
+        steps.update(_deploy_steps(model, x, tmp.name))
     for name in ("mobilenet_v2", "resnet50"):
         steps[f"torchvision {name}"] = torch_step(_torchvision_embedder(name).to(device).eval())
     for step in steps.values():
@@ -318,7 +418,15 @@ def benchmark_comparison(model, batch, size, device, args):
     finally:
         peaks = {name: w.close() for name, w in workers.items()}
         tmp.cleanup()
-    return summarize(results, peaks, BASELINE, batch * args.iters), notes
+    rows = summarize(results, peaks, BASELINE, batch * args.iters)
+    if device.type == "cpu":
+        extra, note = peak_rows(model, size, statistics.median(r[0] for r in results[BASELINE]), rows, device)
+        rows += extra
+        notes.append(note)
+    else:
+        for row in rows:
+            row.append("-")
+    return rows, notes
 
 
 def allocator_training_comparison(cfg, args):
@@ -355,9 +463,22 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
                    help="--compare without the own-process allocator rows")
     p.add_argument("--calibration", default="", metavar="FOLDER_OR_LIST",
                    help="--compare: crops calibrating the int8 row (default: random images)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino"],
+                   help="what the plain inference row runs (default torch)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="its precision (auto: bf16 where the CPU has native bf16, int8 for a quantised "
+                        "file, else fp32; logged)")
     p.add_argument("--worker", choices=WORKER_TASKS, help=argparse.SUPPRESS)
     add_config_arguments(p)
     args = p.parse_args(argv)
+    if args.precision != "auto" and not args.worker:
+        from ..export.runtimes import RuntimeChoiceError, resolve_precision
+
+        try:  # the files are exported and quantised by this run: int8 is checked by the torch rule only
+            resolve_precision(args.runtime if args.precision != "int8" else "torch", args.precision)
+        except RuntimeChoiceError as e:
+            if not (args.precision == "int8" and args.runtime != "torch"):
+                p.error(f"--runtime {args.runtime} --precision {args.precision}: {e}")
     proto = claim_stdout() if args.worker else None
     allocator = setup_cpu_allocator()
     if args.threads:
@@ -374,15 +495,18 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     model = build_model(cfg)
     rows = []
     if "infer" in args.modes:
-        med, lo, hi = benchmark_inference(model, args.batch_size, cfg.INPUT.SIZE_TEST, device, args)
+        label, step, tmp = runtime_inference(model, cfg, args, device)
+        med, lo, hi = time_runs(step, args.batch_size, device, args.warmup, args.runs, args.iters)
+        if tmp is not None:
+            tmp.cleanup()
         rows.append(["inference", args.batch_size, "x".join(map(str, cfg.INPUT.SIZE_TEST)),
-                     f"{med:.1f}", f"{lo:.1f}-{hi:.1f}"])
+                     f"{med:.1f}", f"{lo:.1f}-{hi:.1f}", label])
     if "train" in args.modes:
         batch = args.train_batch_size or cfg.SOLVER.IMS_PER_BATCH
         med, lo, hi = benchmark_training(model, batch, cfg.INPUT.SIZE_TRAIN, cfg.DATALOADER.NUM_INSTANCE,
                                          device, args)
         rows.append(["training", batch, "x".join(map(str, cfg.INPUT.SIZE_TRAIN)), f"{med:.1f}",
-                     f"{lo:.1f}-{hi:.1f}"])
+                     f"{lo:.1f}-{hi:.1f}", "torch fp32"])
     name = f"{cfg.MODEL.BACKBONE.NAME} + {cfg.MODEL.HEADS.NAME}"
     header = (f"on {device} ({torch.get_num_threads()} threads, torch {torch.__version__}), "
               f"this process's allocator: {allocator}")
@@ -390,7 +514,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
         comp, notes = benchmark_comparison(model, args.batch_size, cfg.INPUT.SIZE_TEST, device, args)
         print(f"Inference, batch {args.batch_size} at {'x'.join(map(str, cfg.INPUT.SIZE_TEST))} {header}; "
               f"median of {args.runs} round-robin runs x {args.iters} iterations:")
-        print(tabulate(comp, headers=HEADERS, tablefmt="pipe"))
+        print(tabulate(comp, headers=COMPARE_HEADERS, tablefmt="pipe"))
         for note in notes:
             print(note)
         print()
@@ -402,7 +526,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
                            tablefmt="pipe"))
             print()
     print(f"{name} {header}, median of {args.runs} runs x {args.iters} iterations after {args.warmup} warm-up:")
-    print(tabulate(rows, headers=["mode", "batch", "input", "images/s (median)", "range"], tablefmt="pipe"))
+    print(tabulate(rows, headers=["mode", "batch", "input", "images/s (median)", "range", "runtime"],
+                   tablefmt="pipe"))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,17 @@ set (``--no-eval`` skips it) and times both on a batch of ``--bench-batch`` imag
 printing one table: Rank-1, mAP and images/s of each. Run either file with
 ``cdnet-reid extract --onnx`` or ``cdnet_reid.engine.predictor.OnnxPredictor``.
 
+``--for boxmot`` writes what boxmot's trackers (StrongSORT, BoT-SORT, DeepOCSORT, ...) load with
+``reid_weights=<output>`` as it is, in the format the output's name says (boxmot's conventions):
+``x.onnx``, ``x.torchscript`` or ``x_openvino_model`` (a folder); the graph takes boxmot's input
+(ImageNet mean/std-normalised RGB, NCHW float32, resized by boxmot with OpenCV linear: train with
+INPUT.RESIZE_BACKEND cv2 for the resize to agree) and the metadata file boxmot reads is written
+next to it (``<file>.metadata.json``, or the folder's ``manifest.json``). With ``--int8`` (ONNX,
+OpenVINO) also ``x_int8.onnx`` / ``x_int8_openvino_model``, calibrated in that input convention::
+
+    cdnet-reid export --for boxmot --config-file logs/run/config.yaml --output cdnet_openvino_model \
+        --int8 --calibration datasets/SyntheticReID/bounding_box_train MODEL.WEIGHTS logs/run/model_final.pth
+
 Projects' backbones: ``--import-module projects/<Name>/<package>``. Without MODEL.WEIGHTS the
 model is randomly initialised (with a warning), which is enough to check exportability.
 """
@@ -41,6 +52,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..export import EmbeddingModel, export_onnx, verify_onnx
+from ..modeling import num_classes
 from ..utils.file_io import InputFileError
 from .args import add_config_arguments, add_output, add_size, load_tool_model, setup_tool_cfg, tool_parser
 
@@ -87,7 +99,10 @@ def time_predictors(predictors: dict, size, batch: int, runs: int) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     parser = tool_parser(prog, __doc__)
-    add_output(parser, "the .onnx file to write")
+    add_output(parser, "the .onnx file to write (--for boxmot: x.onnx, x.torchscript or x_openvino_model)")
+    parser.add_argument("--for", dest="target", choices=["onnx", "boxmot"], default="onnx",
+                        help="onnx: our ONNX graph (0-255 pixels in, default); boxmot: the files "
+                             "boxmot's trackers load as reid_weights")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
     add_size(parser, "input height and width (default: INPUT.SIZE_TEST, the checkpoint's)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
@@ -109,12 +124,28 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
     args = parser.parse_args(argv)
     if args.int8 and not args.calibration:
         parser.error("--int8 needs --calibration <folder or list of crops>")
-    if not args.output.endswith(".onnx"):
+    if args.target == "onnx" and not args.output.endswith(".onnx"):
         raise ConfigError(f"--output {args.output}: give a name ending with .onnx")
+    if args.target == "boxmot":
+        from ..export.boxmot import boxmot_format
+
+        try:
+            fmt = boxmot_format(args.output)
+        except ValueError as e:
+            parser.error(str(e))
+        if args.int8 and fmt == "torchscript":
+            parser.error("--int8 --for boxmot: int8 is written for x.onnx and x_openvino_model outputs")
+        unused = [flag for flag, used in (("--int8-output", args.int8_output), ("--per-tensor", args.per_tensor),
+                                          ("--calibrate-method", args.calibrate_method != "MinMax")) if used]
+        if unused:
+            parser.error(f"--for boxmot names its int8 file <name>_int8... and quantises per channel with MinMax: "
+                         f"{', '.join(unused)} cannot apply")
     cfg = setup_tool_cfg(args)
     model, cfg = load_tool_model(cfg, args, device="cpu")
     module = EmbeddingModel.with_test_settings(model, cfg)
     size = args.size or list(cfg.INPUT.SIZE_TEST)
+    if args.target == "boxmot":
+        return export_boxmot(args, cfg, model, module, size)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     export_onnx(module, args.output, size, opset=args.opset)
     print(f"wrote {args.output} ({os.path.getsize(args.output) / 2 ** 20:.1f} MB), input "
@@ -129,17 +160,64 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
         export_int8(args, cfg, size)
 
 
-def export_int8(args, cfg, size):
-    from tabulate import tabulate
-
+def _calibration_images(args):
     from ..data.datasets.layout import list_image_files
-    from ..data.transforms import build_transforms
-    from ..engine.predictor import OnnxPredictor
-    from ..export import ImageCalibrationReader, quantize_onnx
 
     images, _ = list_image_files(args.calibration, what="--calibration")
     if not images:
         raise InputFileError(f"--calibration {args.calibration}: no images found")
+    return images
+
+
+def _num_classes(model: nn.Module, cfg) -> int:
+    """The classifier's size (0 for an embedding-only model)."""
+    sizes = [m.out_features for n, m in model.named_modules()
+             if n.split(".")[-1].endswith("classifier") and isinstance(m, nn.Linear)]
+    return max(sizes) if sizes else int(num_classes(cfg))
+
+
+def export_boxmot(args, cfg, model, module, size):
+    """``--for boxmot``: the file(s) of :func:`cdnet_reid.export.export_for_boxmot`, checked
+    against PyTorch with their own runtime."""
+    from ..data.transforms import build_transforms
+    from ..export import ImageCalibrationReader
+    from ..export.boxmot import boxmot_metadata_path, export_for_boxmot, imagenet_normalize
+
+    calibration = None
+    if args.int8:
+        images = _calibration_images(args)
+        size_cfg = cfg.clone()
+        size_cfg.defrost()
+        size_cfg.INPUT.SIZE_TEST = list(size)
+        pixels = build_transforms(size_cfg, is_train=False)
+
+        def calibration():
+            return ImageCalibrationReader(images, size, transform=lambda img: imagenet_normalize(pixels(img)),
+                                          max_images=args.calibration_images)
+    name = str(cfg.MODEL.BACKBONE.NAME).lower()
+    written = export_for_boxmot(module, args.output, size, model_name=name, num_classes=_num_classes(model, cfg),
+                                opset=args.opset, calibration=calibration,
+                                extra_metadata={"resize_backend_trained": str(cfg.INPUT.RESIZE_BACKEND)})
+    for kind, path in written.items():
+        print(f"wrote {path} ({kind}) for boxmot: input N x 3 x {size[0]} x {size[1]} float32 ImageNet-"
+              f"normalised RGB, metadata {boxmot_metadata_path(path)}")
+    if not args.no_check:
+        from ..export import verify_boxmot_export
+
+        worst = verify_boxmot_export(module, written["fp32"], size)
+        print(f"{written['fp32']} vs PyTorch, max |diff| after L2 normalisation: {worst:.2e}")
+        if worst > args.tolerance:
+            raise RuntimeError(f"boxmot export check failed: max |diff| {worst:.3e} > {args.tolerance}")
+
+
+def export_int8(args, cfg, size):
+    from tabulate import tabulate
+
+    from ..data.transforms import build_transforms
+    from ..engine.predictor import OnnxPredictor
+    from ..export import ImageCalibrationReader, quantize_onnx
+
+    images = _calibration_images(args)
     size_cfg = cfg.clone()
     size_cfg.defrost()
     size_cfg.INPUT.SIZE_TEST = list(size)

@@ -116,6 +116,10 @@ _C.INPUT.RANDOM_RESIZED_CROP.RATIO = [0.75, 1.3333333333333333]
 # Test resize: > 0 resizes the shorter side to this many pixels, then centre-crops SIZE_TEST
 # (ImageNet: 256 then 224); 0 resizes to exactly SIZE_TEST.
 _C.INPUT.RESIZE_SHORT_TEST = 0
+# The resize of the exact (non-random) train and test resizes: "pil" (bilinear with antialiasing,
+# torchvision's default) or "cv2" (OpenCV INTER_LINEAR, no antialiasing: what trackers such as
+# boxmot do to crops at deployment), so that training-time and deployment-time resize can agree.
+_C.INPUT.RESIZE_BACKEND = "pil"
 
 # ---------------------------------------------------------------------------------------------- #
 # Datasets and loaders
@@ -262,6 +266,9 @@ _C.OUTPUT_DIR = "logs/default"
 _C.SEED = -1
 # Deterministic algorithms (torch.use_deterministic_algorithms) for bit-reproducible runs.
 _C.DETERMINISTIC = False
-_C.CUDNN_BENCHMARK = False
+# cuDNN picks its convolution algorithms by timing them (fixed input sizes, as here), rather than by
+# heuristic, which often chooses slow kernels for channels-last depthwise convolutions. Off with
+# DETERMINISTIC.
+_C.CUDNN_BENCHMARK = True
 # Console/metrics-file period in iterations.
 _C.LOG_PERIOD = 20

@@ -210,10 +210,13 @@ def _seeded_call(fn: Callable, arg, seed: Optional[int]):
         random.seed(seed)
         torch.manual_seed(seed)
         return fn(arg)
-    state = random.getstate()  # main process: do not disturb the training RNG streams
+    # main process: do not disturb the training RNG streams. Only the CPU generator is seeded (and
+    # restored by fork_rng): torch.manual_seed would also reseed every CUDA generator, which
+    # fork_rng(devices=[]) does not restore (dropout's CUDA stream would restart at every sample)
+    state = random.getstate()
     with torch.random.fork_rng(devices=[]):
         random.seed(seed)
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         try:
             return fn(arg)
         finally:

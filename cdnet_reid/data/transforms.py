@@ -20,7 +20,11 @@ from torchvision.transforms import InterpolationMode
 
 from ..utils.image import to_rgb
 
-__all__ = ["build_transforms", "ToUint8Tensor", "RandomErasing", "Cutout"]
+__all__ = ["RESIZE_BACKENDS", "CV2Resize", "build_transforms", "build_resize", "ToUint8Tensor",
+           "RandomErasing", "Cutout"]
+
+#: Values of ``INPUT.RESIZE_BACKEND``.
+RESIZE_BACKENDS = ("pil", "cv2")
 
 # ImageNet mean in 0-255 units (the default of MODEL.PIXEL_MEAN).
 _IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -61,6 +65,36 @@ class ToUint8Tensor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class CV2Resize:
+    """Resize a PIL image (or HWC uint8 array) to exactly ``size`` (H, W) with OpenCV's
+    ``INTER_LINEAR`` (no antialiasing), as trackers such as boxmot resize detection crops; returns
+    an RGB PIL image."""
+
+    def __init__(self, size: Sequence[int]):
+        self.size = (int(size[0]), int(size[1]))
+
+    def __call__(self, img):
+        import cv2
+
+        arr = np.asarray(img if not isinstance(img, Image.Image) or img.mode == "RGB" else to_rgb(img))
+        h, w = self.size
+        return Image.fromarray(cv2.resize(arr, (w, h), interpolation=cv2.INTER_LINEAR))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+
+def build_resize(size: Sequence[int], backend: str = "pil"):
+    """The exact resize to ``size`` (H, W) of ``INPUT.RESIZE_BACKEND`` ``backend``: ``"pil"``
+    (bilinear with antialiasing) or ``"cv2"`` (:class:`CV2Resize`)."""
+    size = tuple(int(s) for s in size)
+    if backend == "pil":
+        return T.Resize(size, interpolation=InterpolationMode.BILINEAR)
+    if backend == "cv2":
+        return CV2Resize(size)
+    raise ValueError(f"INPUT.RESIZE_BACKEND must be one of {RESIZE_BACKENDS}, got {backend!r}")
 
 
 def _fill_tensor(fill: Fill, img: torch.Tensor) -> torch.Tensor:
@@ -222,6 +256,9 @@ def build_transforms(cfg, is_train: bool = True) -> T.Compose:
     ``MODEL.PIXEL_MEAN`` rounded to uint8) if ``INPUT.REA.ENABLED`` -> :class:`Cutout`
     (``INPUT.CUTOUT.LENGTH``, filled with the rounded ``MODEL.PIXEL_MEAN``) if ``INPUT.CUTOUT.ENABLED``.
 
+    The exact resizes (train without RandomResizedCrop, test without RESIZE_SHORT_TEST) use
+    ``INPUT.RESIZE_BACKEND``: ``"pil"`` (bilinear, antialiased) or ``"cv2"`` (OpenCV INTER_LINEAR).
+
     Test: Resize to ``INPUT.SIZE_TEST`` (or, with ``INPUT.RESIZE_SHORT_TEST`` > 0, resize the shorter
     side to it and centre-crop SIZE_TEST) -> :class:`ToUint8Tensor`.
 
@@ -229,6 +266,9 @@ def build_transforms(cfg, is_train: bool = True) -> T.Compose:
     the erasing fills (the pixel mean) become ~0, as in the original, which erased after normalising.
     """
     mean_fill = tuple(int(min(255, max(0, round(float(m))))) for m in cfg.MODEL.PIXEL_MEAN)
+    backend = str(cfg.INPUT.RESIZE_BACKEND)
+    if backend not in RESIZE_BACKENDS:
+        raise ValueError(f"INPUT.RESIZE_BACKEND must be one of {RESIZE_BACKENDS}, got {backend!r}")
     if is_train:
         size = tuple(int(s) for s in cfg.INPUT.SIZE_TRAIN)
         rrc = cfg.INPUT.RANDOM_RESIZED_CROP
@@ -237,7 +277,7 @@ def build_transforms(cfg, is_train: bool = True) -> T.Compose:
                                        ratio=tuple(float(x) for x in rrc.RATIO),
                                        interpolation=InterpolationMode.BILINEAR)]
         else:
-            res = [T.Resize(size, interpolation=InterpolationMode.BILINEAR)]
+            res = [build_resize(size, backend)]
         if cfg.INPUT.FLIP.ENABLED:
             res.append(T.RandomHorizontalFlip(p=float(cfg.INPUT.FLIP.PROB)))
         if cfg.INPUT.PADDING.ENABLED:
@@ -254,6 +294,6 @@ def build_transforms(cfg, is_train: bool = True) -> T.Compose:
         if short > 0:
             res = [T.Resize(short, interpolation=InterpolationMode.BILINEAR), T.CenterCrop(size)]
         else:
-            res = [T.Resize(size, interpolation=InterpolationMode.BILINEAR)]
+            res = [build_resize(size, backend)]
         res.append(ToUint8Tensor())
     return T.Compose(res)

@@ -21,6 +21,7 @@ import shutil
 from typing import List, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
@@ -64,8 +65,15 @@ def _fusable(conv: nn.Module) -> bool:
             and conv.weight.dtype == torch.float32)
 
 
+def _on_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the oneDNN fused kernels can run: float32 CPU input and weight. A fused model moved
+    to another device (``.cuda()``) or dtype runs the same computation with ``F.conv2d``."""
+    return x.device.type == "cpu" and weight.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+
+
 class ConvReLU(nn.Module):
-    """``relu(conv(x))`` as one oneDNN convolution with a ReLU post-op (CPU, float32)."""
+    """``relu(conv(x))`` as one oneDNN convolution with a ReLU post-op (CPU, float32; elsewhere
+    ``relu(F.conv2d(x))``)."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
@@ -75,6 +83,9 @@ class ConvReLU(nn.Module):
         self.padding, self.stride, self.dilation, self.groups = _conv_args(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _on_onednn(x, self.weight):
+            return torch.relu(F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                       self.groups))
         return torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
             "relu", [], "")
@@ -107,6 +118,9 @@ class FusedCBlock(nn.Module):
         else:
             fused = b1 + b2
         shortcut = self.expand(x) if self.expand is not None else x
+        if not _on_onednn(fused, self.weight):
+            return torch.relu(F.conv2d(fused, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                       self.groups) + shortcut)
         shortcut = shortcut.contiguous(memory_format=_memory_format(fused))
         return torch.ops.mkldnn._convolution_pointwise.binary(
             fused, shortcut, self.weight, self.bias, self.padding, self.stride, self.dilation,

@@ -1,4 +1,10 @@
-"""Loss functions (plain functions of tensors; weights and options come from the caller)."""
+"""Loss functions (plain functions of tensors; weights and options come from the caller).
+
+The losses compute in float32 whatever the caller's mixed precision; the triplet loss with autocast
+disabled: under fp16 / bf16 autocast its pairwise distances (differences of large dot products)
+would lose their digits against the margin, and a dot product above fp16's 65,504 would overflow,
+so mixed precision would change the objective rather than only its speed.
+"""
 
 from typing import Tuple
 
@@ -8,8 +14,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def full_precision(x: Tensor):
+    """A context with autocast disabled on ``x``'s device: the operations inside run in the dtype
+    of their inputs (float32 once cast)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 def cross_entropy_loss(logits: Tensor, targets: Tensor, epsilon: float = 0.0) -> Tensor:
-    """Mean cross-entropy; with ``epsilon > 0`` the target is ``(1-eps)*onehot + eps/C``."""
+    """Mean cross-entropy in float32 (autocast runs ``cross_entropy`` in float32 itself); with
+    ``epsilon > 0`` the target is ``(1-eps)*onehot + eps/C``."""
     return F.cross_entropy(logits.float(), targets, label_smoothing=epsilon)
 
 
@@ -51,7 +64,11 @@ def triplet_loss(features: Tensor, targets: Tensor, margin: float = 0.3,
     reaches this process's features only, is scaled so that DDP's gradient averaging gives the
     gradient of the global mean.
     """
-    x = features.float()
+    with full_precision(features):
+        return _triplet_loss_fp32(features.float(), targets, margin, norm_feat, gather)
+
+
+def _triplet_loss_fp32(x: Tensor, targets: Tensor, margin: float, norm_feat: bool, gather: bool) -> Tensor:
     if norm_feat:
         x = F.normalize(x, dim=1)
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

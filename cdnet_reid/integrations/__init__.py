@@ -1,0 +1,1 @@
+"""Using our models inside other tools (trackers: :mod:`.boxmot`)."""

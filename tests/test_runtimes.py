@@ -1,0 +1,88 @@
+"""Inference runtimes (export/runtimes.py): PyTorch fp32/bf16, onnxruntime, OpenVINO fp32/bf16/int8
+behind one predictor API, the precision rules, and the CPU's matrix-product peak."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tiny import TinySyntheticReID, tiny_cfg
+from cdnet_reid.engine import DefaultTrainer
+from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx
+from cdnet_reid.export.runtimes import (RuntimeChoiceError, build_runtime_predictor, cpu_has_native_bf16,
+                                        resolve_precision)
+from cdnet_reid.utils.checkpoint import Checkpointer
+
+pytest.importorskip("onnxruntime")
+
+
+def _setup(tmp_path, data_root):
+    cfg = tiny_cfg(tmp_path, data_root, MODEL__HEADS__NUM_CLASSES="12")
+    torch.manual_seed(0)
+    model = DefaultTrainer.build_model(cfg).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    ckpt = str(tmp_path / "model.pth")
+    Checkpointer(model, save_dir=str(tmp_path)).save("model")
+    images = [p for p, _, _ in TinySyntheticReID(str(data_root)).query[:12]]
+    return cfg, model, ckpt, images
+
+
+def _cos(a, b):
+    return float((torch.nn.functional.normalize(a, dim=1) * torch.nn.functional.normalize(b, dim=1)).sum(1).min())
+
+
+@pytest.mark.slow
+def test_runtimes_give_the_same_embeddings(tmp_path, data_root):
+    cfg, model, ckpt, images = _setup(tmp_path, data_root)
+    ref = build_runtime_predictor(ckpt, "torch", "fp32", cfg=cfg)(images)
+    onnx_path = export_onnx(EmbeddingModel.with_test_settings(model, cfg), str(tmp_path / "m.onnx"),
+                            cfg.INPUT.SIZE_TEST)
+    got = {"onnxruntime fp32": build_runtime_predictor(onnx_path, "", "auto", cfg=cfg)(images)}
+    if cpu_has_native_bf16():
+        predictor = build_runtime_predictor(ckpt, "torch", "bf16", cfg=cfg)
+        assert next(predictor.model.backbone.parameters()).dtype == torch.bfloat16
+        got["torch bf16"] = predictor(images)
+    if pytest.importorskip("openvino"):
+        got["openvino fp32"] = build_runtime_predictor(onnx_path, "openvino", "fp32", cfg=cfg)(images)
+        if cpu_has_native_bf16():
+            predictor = build_runtime_predictor(onnx_path, "openvino", "bf16", cfg=cfg)
+            assert "bfloat16" in str(predictor.compiled.get_property("INFERENCE_PRECISION_HINT"))
+            got["openvino bf16"] = predictor(images)
+        reader = ImageCalibrationReader([p for p, _, _ in TinySyntheticReID(str(data_root)).train], cfg.INPUT.SIZE_TEST,
+                                        max_images=32)
+        int8 = quantize_onnx(onnx_path, str(tmp_path / "m_int8.onnx"), reader)
+        predictor = build_runtime_predictor(int8, "openvino", "auto", cfg=cfg)
+        assert predictor.precision == "int8"
+        got["openvino int8"] = predictor(images)
+    for name, emb in got.items():
+        assert emb.shape == ref.shape, name
+        assert _cos(emb, ref) >= (0.9999 if "fp32" in name else 0.99), (name, _cos(emb, ref))
+
+
+def test_precision_rules(tmp_path, data_root):
+    cfg, model, ckpt, _ = _setup(tmp_path, data_root)
+    onnx_path = export_onnx(EmbeddingModel.with_test_settings(model, cfg), str(tmp_path / "m.onnx"),
+                            cfg.INPUT.SIZE_TEST)
+    assert resolve_precision("torch", "auto") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("onnxruntime", "auto", onnx_path) == "fp32"
+    with pytest.raises(RuntimeChoiceError, match="no bf16"):
+        resolve_precision("onnxruntime", "bf16", onnx_path)
+    with pytest.raises(RuntimeChoiceError, match="quantised"):
+        resolve_precision("openvino", "int8", onnx_path)
+    with pytest.raises(RuntimeChoiceError, match="torch runtime runs fp32 or bf16"):
+        resolve_precision("torch", "int8")
+    with pytest.raises(RuntimeChoiceError, match="pass cfg"):
+        build_runtime_predictor(ckpt, "torch", "fp32")
+
+
+def test_gemm_peak_is_measured():
+    from cdnet_reid.export.peak import gemm_rate, peak_images_per_s
+
+    rate = gemm_rate("fp32", n=256, seconds=0.05)
+    assert rate > 1e8  # operations/s of a 256 x 256 product: any CPU does more than 0.1 GFLOP/s
+    assert peak_images_per_s(1e9, 2e12) == pytest.approx(1000.0)
+    assert np.isfinite(rate)
