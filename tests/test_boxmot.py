@@ -1,7 +1,15 @@
 """boxmot (optional extra ``track``): the files of ``export --for boxmot`` run in boxmot's own
-backends and give our embeddings; BoxmotReID serves boxmot's ``reid_model=``; a tracker runs."""
+backends and give our embeddings; BoxmotReID serves boxmot's ``reid_model=``; a tracker runs.
 
+boxmot is imported only in a child process: its import (through huggingface_hub / filelock)
+registers fork handlers that made this pytest process crash (SIGSEGV) in a later test that
+started subprocesses after DataLoader workers had run."""
+
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -15,9 +23,11 @@ from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader
 from cdnet_reid.export.boxmot import (boxmot_format, boxmot_metadata_path, export_for_boxmot,
                                       imagenet_normalize)
 
-pytest.importorskip("boxmot", reason="boxmot is not installed (pip install -e .[track])")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+for _package in ("boxmot", "onnxruntime", "openvino"):
+    if importlib.util.find_spec(_package) is None:
+        pytest.skip(f"{_package} is not installed (pip install -e .[track,openvino,export])", allow_module_level=True)
+#: Set in the child process that runs the test itself.
+CHILD = os.environ.get("CDNET_BOXMOT_CHILD") == "1"
 
 SCALE = 3  # crops are pasted 3x enlarged, so that both sides resize them down
 
@@ -69,6 +79,17 @@ def _boxmot_backend(path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(CHILD, reason="the child process runs the test itself")
+def test_boxmot_in_a_child_process(tmp_path):
+    name = "test_boxmot_backends_give_our_embeddings_and_trackers_run"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{name}",
+                           "--basetemp", str(tmp_path / "child")], env={**os.environ, "CDNET_BOXMOT_CHILD": "1"},
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHILD, reason="runs in a child process (test_boxmot_in_a_child_process)")
 def test_boxmot_backends_give_our_embeddings_and_trackers_run(tmp_path, data_root):
     from boxmot import BotSort
 
