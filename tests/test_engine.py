@@ -7,17 +7,9 @@ import pytest
 import torch
 
 from tiny import tiny_cfg
+from tiny import train as _train
 from cdnet_reid.engine import DefaultTrainer, HookBase, hooks
 from cdnet_reid.utils.checkpoint import Checkpointer
-from cdnet_reid.utils.env import seed_all_rng
-
-
-def _train(cfg, resume=False, extra_hooks=()):
-    seed_all_rng(cfg.SEED)  # as default_setup does
-    trainer = DefaultTrainer(cfg)
-    trainer.register_hooks(list(extra_hooks), before=hooks.PeriodicWriter)
-    trainer.resume_or_load(resume=resume)
-    return trainer, trainer.train()
 
 
 def _metrics(output_dir):
@@ -25,13 +17,9 @@ def _metrics(output_dir):
         return [json.loads(line) for line in f]
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, data_root):
-    """One uninterrupted deterministic run of 4 epochs x 3 iterations, evaluated at epochs 2, 4."""
-    out = tmp_path_factory.mktemp("run_full")
-    cfg = tiny_cfg(out, data_root, DETERMINISTIC="True")
-    trainer, results = _train(cfg)
-    return cfg, trainer, results
+@pytest.fixture
+def finished_run(tiny_trained_run):
+    return tiny_trained_run
 
 
 def test_run_writes_checkpoints_metrics_and_results(finished_run):

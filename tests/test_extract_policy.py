@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tiny import tiny_cfg, tiny_opts
@@ -20,20 +19,14 @@ from cdnet_reid.apps import extract as app
 from cdnet_reid.cli import run_command
 from cdnet_reid.utils.file_io import InputFileError
 from cdnet_reid.apps import search_gallery
-from cdnet_reid.engine import DefaultPredictor, DefaultTrainer
-from cdnet_reid.utils.checkpoint import Checkpointer
+from cdnet_reid.engine import DefaultPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory, data_root):
-    """A TinyNet checkpoint (random weights: extraction's mechanics need no training)."""
-    out = tmp_path_factory.mktemp("extract_weights")
-    torch.manual_seed(0)
-    model = DefaultTrainer.build_model(tiny_cfg(out, data_root, MODEL__HEADS__NUM_CLASSES="12"))
-    Checkpointer(model, str(out)).save("model", num_classes=12)
-    return str(out / "model.pth")
+@pytest.fixture
+def weights(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture

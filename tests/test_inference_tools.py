@@ -229,6 +229,26 @@ def test_read_metrics_merges_lines_and_prefers_later_ones(tmp_path):
     _decoded(plot_training_curves(str(path), str(tmp_path / "c.png")), 600, 200)
 
 
+def test_evaluation_points_are_markers_in_metric_order(tmp_path, monkeypatch):
+    """Evaluations are separate measurements: drawn as markers without a connecting line; the
+    legend lists Rank-1, Rank-5, Rank-10, mAP (numbers by value), losses keep their lines."""
+    from cdnet_reid.utils import visualizer as vis
+
+    path = tmp_path / "metrics.json"
+    rows = [{"iteration": i, "total_loss": 3.0 - i, "lr": 0.1} for i in range(3)]
+    rows += [{"iteration": i, "ds/Rank-10": 50.0 + i, "ds/Rank-1": 10.0 + i, "ds/mAP": 5.0 + i,
+              "ds/Rank-5": 30.0 + i} for i in (1, 2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    figures = []
+    monkeypatch.setattr(vis, "_save", lambda fig, out: figures.append(fig) or out)
+    vis.plot_training_curves(str(path), str(tmp_path / "c.png"))
+    axes = {ax.get_title(): ax for ax in figures[0].axes}
+    evaluation = next(ax for title, ax in axes.items() if title.startswith("evaluation"))
+    assert [line.get_label() for line in evaluation.lines] == ["ds/Rank-1", "ds/Rank-5", "ds/Rank-10", "ds/mAP"]
+    assert all(line.get_linestyle() == "None" and line.get_marker() == "o" for line in evaluation.lines)
+    assert all(line.get_linestyle() == "-" for line in axes["losses"].lines)
+
+
 def test_training_writes_its_curves(tmp_path, data_root):
     cfg = tiny_cfg(tmp_path, data_root, SOLVER__MAX_EPOCH="2", TEST__EVAL_PERIOD="1",
                    SOLVER__CHECKPOINT_PERIOD="0", TEST__BEST_METRIC="''")

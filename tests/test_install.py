@@ -9,13 +9,13 @@ import venv
 from pathlib import Path
 
 import pytest
+from tiny import TINY_CDNET_OPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.WIDTH_MULT", "0.25", "INPUT.SIZE_TRAIN", "[64,32]",
-        "INPUT.SIZE_TEST", "[64,32]", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.ITERS_PER_EPOCH", "2",
-        "SOLVER.MAX_EPOCH", "1", "SOLVER.MILESTONES", "[]", "SOLVER.BASE_LR", "0.01", "SOLVER.LR_LIST", "[0.01]",
-        "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0", "SEED", "0"]
+#: The shared tiny overrides, with a batch that fits 2 iterations of the default (Market-style) recipe.
+TINY = TINY_CDNET_OPTS + ["SOLVER.IMS_PER_BATCH", "16", "SOLVER.MILESTONES", "[]", "SOLVER.BASE_LR", "0.01",
+                          "SOLVER.LR_LIST", "[0.01]", "SEED", "0"]
 
 
 def _run(cmd, cwd, env):

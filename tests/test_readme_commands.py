@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny import TINY_CDNET_OPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Appended to every command that takes KEY VALUE overrides: the same tiny CDNet everywhere, so the
 #: checkpoint of the training command fits the commands that use it.
-TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.WIDTH_MULT", "0.25", "INPUT.SIZE_TRAIN", "[64,32]",
-        "INPUT.SIZE_TEST", "[64,32]", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
-        "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0"]
+TINY = TINY_CDNET_OPTS
 #: Commands left to other tests or to the user: the venv, installing, and the test suite itself.
 SKIP = ("python3 -m venv", "pip ", "python -m pytest")
 #: Tools without KEY VALUE overrides.

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tiny import tiny_cfg, tiny_opts
+from tiny import train as _train
 from cdnet_reid.engine import DefaultTrainer, HookBase, hooks, run_main
 from cdnet_reid.engine.run_record import RunFolderError, RunLock
 from cdnet_reid.engine.resume import ResumeMismatchError
@@ -24,14 +25,6 @@ from cdnet_reid.utils.checkpoint import (Checkpointer, CheckpointError, Incompat
 from cdnet_reid.utils.env import seed_all_rng
 
 SCRIPT = str(Path(__file__).resolve().parent / "tiny_train_net.py")
-
-
-def _train(cfg, resume=False, extra_hooks=(), allow_changed=False):
-    seed_all_rng(cfg.SEED)
-    trainer = DefaultTrainer(cfg)
-    trainer.register_hooks(list(extra_hooks), before=hooks.PeriodicWriter)
-    trainer.resume_or_load(resume=resume, allow_changed=allow_changed)
-    return trainer, trainer.train()
 
 
 def _args(opts, **flags):
@@ -67,12 +60,9 @@ class Kill(HookBase):
             raise KeyboardInterrupt("simulated kill")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("tiny_run")
-    cfg = tiny_cfg(out, data_root, DETERMINISTIC="True")
-    trainer, results = _train(cfg)
-    return cfg, trainer, results
+@pytest.fixture
+def tiny_run(tiny_trained_run):
+    return tiny_trained_run
 
 
 # ------------------------------------------------------------------------------------ strict loading

@@ -14,6 +14,7 @@ from cdnet_reid.export.runtimes import (RuntimeChoiceError, build_runtime_predic
 from cdnet_reid.utils.checkpoint import Checkpointer
 
 pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.openvino
 
 
 def _setup(tmp_path, data_root):

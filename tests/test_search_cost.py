@@ -100,12 +100,12 @@ def test_constrained_search_lands_under_its_target(tiny_table, tmp_path, data_ro
     fixed, costs = cost_matrix(table, "params")
     lo, hi = fixed + sum(map(min, costs)), fixed + sum(map(max, costs))
     target = lo + 0.25 * (hi - lo)
-    free = _search(search_cfg(tmp_path / "free", data_root, **TINY)).supernet.genotype()
+    free = _search(search_cfg(tmp_path / "free", data_root, **TINY)).supernet.genotype
     assert genotype_cost(table, free, "params") > target  # the unconstrained search does not fit
     cfg = search_cfg(tmp_path / "budget", data_root, SEARCH__COST__KIND="params",
                      SEARCH__COST__TARGET=str(target), **TINY)
     trainer = _search(cfg)
-    geno = trainer.supernet.genotype()
+    geno = trainer.supernet.genotype
     assert genotype_cost(table, geno, "params") <= target
     saved = load_genotype(str(tmp_path / "budget" / "genotype_final.json"))
     assert saved.layers == geno.layers

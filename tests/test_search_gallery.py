@@ -8,21 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
-from tiny import tiny_cfg, tiny_opts
+from tiny import tiny_opts
 from cdnet_reid.apps import search_gallery as app
 from cdnet_reid.config import ConfigError
 from cdnet_reid.data.datasets import DATASET_REGISTRY
-from cdnet_reid.modeling import build_model
-from cdnet_reid.utils.checkpoint import Checkpointer
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory, data_root):
-    """A checkpoint of the tiny model (untrained: the search's mechanics do not need training)."""
-    out = tmp_path_factory.mktemp("weights")
-    cfg = tiny_cfg(out, data_root, MODEL__HEADS__NUM_CLASSES="12")
-    Checkpointer(build_model(cfg), str(out)).save("tiny")
-    return str(out / "tiny.pth")
+@pytest.fixture
+def weights(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

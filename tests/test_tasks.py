@@ -10,6 +10,7 @@ import torch
 
 from datagen import make_cifar_pickles, make_duke, make_imagenet, make_market
 from tiny import tiny_cfg
+from tiny import train as _train
 from cdnet_reid.config import get_cfg
 from cdnet_reid.data import TrainingSampler, build_cls_test_loader, build_cls_train_loader
 from cdnet_reid.engine import DefaultTrainer
@@ -29,13 +30,6 @@ CLS_OPTS = dict(
     TEST__EVAL_PERIOD="1", TEST__IMS_PER_BATCH="24", TEST__BEST_METRIC="top1",
     SOLVER__CHECKPOINT_PERIOD="1",
 )
-
-
-def _train(cfg, resume=False):
-    seed_all_rng(cfg.SEED)
-    trainer = DefaultTrainer(cfg)
-    trainer.resume_or_load(resume=resume)
-    return trainer, trainer.train()
 
 
 def _exact_accuracy(cfg, model, name):

@@ -5,6 +5,8 @@ from collections import OrderedDict
 from torch import nn
 
 from cdnet_reid.config import get_cfg
+from cdnet_reid.engine import DefaultTrainer, hooks
+from cdnet_reid.utils.env import seed_all_rng
 from cdnet_reid.data.datasets import DATASET_REGISTRY, SyntheticReID
 from cdnet_reid.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 
@@ -65,3 +67,20 @@ def tiny_cfg(output_dir, data_root, **overrides):
     cfg.merge_from_list(tiny_opts(output_dir, data_root))
     cfg.merge_from_list([x for kv in overrides.items() for x in (kv[0].replace("__", "."), kv[1])])
     return cfg
+
+
+def train(cfg, resume=False, extra_hooks=(), allow_changed=False):
+    """Train ``cfg`` in this process as ``train_net.py`` does (seeded, resumable); ``(trainer, results)``."""
+    seed_all_rng(cfg.SEED)
+    trainer = DefaultTrainer(cfg)
+    trainer.register_hooks(list(extra_hooks), before=hooks.PeriodicWriter)
+    trainer.resume_or_load(resume=resume, allow_changed=allow_changed)
+    return trainer, trainer.train()
+
+
+#: Overrides that make a shipped CDNet config (or the defaults) tiny: quarter width, 64x32 input,
+#: one epoch of 2 iterations, no evaluation during training, data in the main process. The README's
+#: commands and the installed-wheel test use these.
+TINY_CDNET_OPTS = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.WIDTH_MULT", "0.25", "INPUT.SIZE_TRAIN", "[64,32]",
+                   "INPUT.SIZE_TEST", "[64,32]", "SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "2",
+                   "SOLVER.WARMUP_ITERS", "0", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0"]

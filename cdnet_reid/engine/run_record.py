@@ -203,9 +203,10 @@ def claim_output_dir(output_dir: str, *, resume: bool, overwrite: bool) -> RunLo
 
 
 class RunFolderGuard(HookBase):
-    """Stops the run, on every process, after the first iteration at whose end the run no longer
-    holds ``OUTPUT_DIR`` (:meth:`RunLock.lost`), before it writes a checkpoint, a metrics line
-    or a picture there, which would go into another run's folder or be lost. Register it before
+    """Stops the run, on every process, at the first sync point of the trainer (every
+    ``LOG_PERIOD`` iterations and each epoch's end) at which the run no longer holds
+    ``OUTPUT_DIR`` (:meth:`RunLock.lost`), before it writes a checkpoint, a metrics line or a
+    picture there, which would go into another run's folder or be lost. Register it before
     the checkpointers."""
 
     def __init__(self, lock: RunLock):
@@ -221,7 +222,10 @@ class RunFolderGuard(HookBase):
                                  "nothing more is written there")
 
     def after_step(self):
-        self._check(agreed=True)
+        # at the trainer's sync points (every LOG_PERIOD iterations and at each epoch's end, where
+        # checkpoints are written), not every iteration: one collective less per step
+        if self.trainer.sync_due():
+            self._check(agreed=True)
 
     def after_train(self):
         # after a completed run every process is here (agree); after a failure only the main

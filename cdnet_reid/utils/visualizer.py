@@ -11,6 +11,7 @@ is cheap and safe in training processes and headless machines.
 import json
 import logging
 import os
+import re
 from collections import defaultdict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -71,6 +72,11 @@ def read_metrics(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _natural_order(name: str):
+    """Sort key that orders the numbers inside names by value: Rank-1, Rank-5, Rank-10, mAP, mINP."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
+
+
 def curve_panels(names, panels: Optional[Mapping[str, str]] = None) -> Dict[str, List[str]]:
     """The scalars of a run grouped into panels of one kind and one unit each: ``losses``,
     ``learning rate``, ``evaluation`` (``<dataset>/<metric>``, in %) and the caller's ``panels``
@@ -87,7 +93,7 @@ def curve_panels(names, panels: Optional[Mapping[str, str]] = None) -> Dict[str,
     for title, prefix in (panels or {}).items():
         own[title] = sorted(k for k in names if k.startswith(prefix) and k not in taken)
         taken |= set(own[title])
-    evals = sorted(k for k in names if "/" in k and k not in taken)
+    evals = sorted((k for k in names if "/" in k and k not in taken), key=_natural_order)
     out = {"losses": losses, "learning rate": lrs, "evaluation (%)": evals, **own}
     return {title: keys for title, keys in out.items() if keys}
 
@@ -103,10 +109,12 @@ def plot_training_curves(metrics_path: str, out_path: str, *, title: Optional[st
     fig = _figure(4.2 * len(panels), 4.4)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (name, keys) in zip(axes, panels.items()):
+        evaluation = name.startswith("evaluation")
         for k in keys:
             its, vals = series[k]
+            # evaluations are separate measurements: markers only, no line suggesting a trend between them
             ax.plot(its, vals, label=k, lw=1.6 if k == "total_loss" else 1.0,
-                    marker="o" if name.startswith("evaluation") else None, ms=3)
+                    ls="none" if evaluation else "-", marker="o" if evaluation else None, ms=4)
         values = [series[k][1] for k in keys]
         if name in ("losses", "learning rate") and values and all(v.min() > 0 for v in values):
             lo, hi = min(v.min() for v in values), max(v.max() for v in values)
