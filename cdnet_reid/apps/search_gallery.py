@@ -42,7 +42,8 @@ import torch
 from ..config import ConfigError
 from ..data.datasets.layout import MARKET_NAME_RE, list_image_files
 from ..engine.file_embedding import embed_files, skipped_summary
-from ..engine.predictor import DefaultPredictor, create_predictor
+from ..engine.predictor import DefaultPredictor
+from ..engine.runtimes import create_predictor
 from ..evaluation.gallery_search import INDEXES, exact_topk, faiss_topk, search
 from ..utils.file_io import InputFileError, atomic_write, spreadsheet_safe
 from .args import (add_config_arguments, add_output, add_runtime, add_topk, model_options, setup_tool_cfg,
