@@ -11,6 +11,7 @@ from tiny import tiny_cfg, tiny_opts
 from cdnet_reid import FeatureExtractor
 from cdnet_reid.cli import run_command
 from cdnet_reid.engine import DefaultTrainer
+from cdnet_reid.engine.runtimes import cpu_has_native_bf16
 from cdnet_reid.export import EmbeddingModel, export_onnx
 from cdnet_reid.utils.checkpoint import Checkpointer
 
@@ -100,3 +101,17 @@ def test_a_bad_runtime_precision_pair_is_one_error_line(model_files, crops, tmp_
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert says in err
     assert not (tmp_path / "f.npy").exists()
+
+
+def test_the_gallery_cache_tells_runtimes_and_precisions_apart(model_files, crops):
+    from cdnet_reid.apps.search_gallery import _fingerprint
+    from cdnet_reid.engine import create_predictor
+
+    _, onnx_path, xml = model_files
+    paths = sorted(str(p) for p in crops.iterdir())
+    keys = {_fingerprint(create_predictor(None, runtime="onnxruntime", model_file=onnx_path), paths),
+            _fingerprint(create_predictor(None, runtime="openvino", precision="fp32", model_file=onnx_path), paths)}
+    if cpu_has_native_bf16():
+        keys.add(_fingerprint(create_predictor(None, runtime="openvino", precision="bf16", model_file=onnx_path),
+                              paths))
+    assert len(keys) == (3 if cpu_has_native_bf16() else 2)

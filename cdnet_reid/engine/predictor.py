@@ -42,10 +42,12 @@ ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 class Predictor(abc.ABC):
     """The steps shared by every predictor: test transform, batching, the call. Subclasses set
     ``cfg``, ``transform``, ``batch_size``, ``flip``, ``feat_norm``, ``input_format`` and ``model``
-    (None when no PyTorch model runs) and define :meth:`embed`."""
+    (None when no PyTorch model runs), say what runs (``runtime``, ``precision``, ``model_file``)
+    and define :meth:`embed`."""
 
     cfg = transform = model = None
     batch_size, flip, feat_norm, input_format = 1, False, True, "RGB"
+    runtime, precision, model_file = "torch", "fp32", ""
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image -> the ``3 x H x W`` uint8 tensor of the test transform."""
@@ -113,6 +115,7 @@ class DefaultPredictor(Predictor):
             self.cfg = cfg.clone()
             self.model = self.build_model(self.cfg)
         self.model.eval()
+        self.model_file = str(self.cfg.MODEL.WEIGHTS)
         self.transform = build_transforms(self.cfg, is_train=False)
         self.batch_size = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
         self.flip = bool(self.cfg.TEST.FLIP.ENABLED)
@@ -176,6 +179,8 @@ class OnnxPredictor(Predictor):
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise InputFileError(f"cannot load ONNX model {self.onnx_path}: {first}") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.runtime, self.model_file = "onnxruntime", self.onnx_path
+        self.precision = "int8" if "quantization" in self.metadata else "fp32"
         inp = self.session.get_inputs()[0]
         self.input_name, self.output_name = inp.name, self.session.get_outputs()[0].name
         size = _onnx_input_size(self.metadata, inp.shape)

@@ -215,7 +215,8 @@ class OpenVinoPredictor(Predictor):
         if model_path is None:
             raise TypeError("OpenVinoPredictor needs model_path")
         self.input_format = check_input_format(input_format)
-        self.model_path = str(model_path)
+        self.model_path = self.model_file = str(model_path)
+        self.runtime = "openvino"
         check_runtime("openvino", self.model_path)
         self.precision = resolve_precision("openvino", precision, self.model_path)
         self.metadata = _openvino_metadata(self.model_path)
