@@ -149,8 +149,9 @@ class OnnxPredictor(Predictor):
     replaces ``cfg``'s INPUT.SIZE_TEST). ``cfg`` (optional) gives
     the test transform (``INPUT.SIZE_TEST`` must equal the file's input size), the batch size
     (``TEST.IMS_PER_BATCH``) and ``TEST.FEAT_NORM`` (applied when the graph does not
-    normalise). ``threads``: onnxruntime intra-op threads (0 = ``torch.get_num_threads()``);
-    ``providers``: onnxruntime execution providers (default: CPU).
+    normalise). A file written by ``export --for boxmot`` (metadata ``input_convention``) gets the
+    ImageNet-normalised input it takes. ``threads``: onnxruntime intra-op threads (0 =
+    ``torch.get_num_threads()``); ``providers``: onnxruntime execution providers (default: CPU).
 
     Example::
 
