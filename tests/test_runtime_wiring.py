@@ -115,3 +115,22 @@ def test_the_gallery_cache_tells_runtimes_and_precisions_apart(model_files, crop
         keys.add(_fingerprint(create_predictor(None, runtime="openvino", precision="bf16", model_file=onnx_path),
                               paths))
     assert len(keys) == (3 if cpu_has_native_bf16() else 2)
+
+
+def test_eval_runs_openvino_with_the_metrics_of_torch(model_files, tmp_path, data_root):
+    from cdnet_reid.engine import main
+
+    ckpt, onnx_path, _ = model_files
+    opts = tiny_opts(tmp_path / "eval", data_root)
+    ref = main(["--eval-only", *opts, "MODEL.WEIGHTS", ckpt])["TinySyntheticReID"]
+    got = main(["--eval-only", "--runtime", "openvino", "--precision", "fp32", "--onnx", onnx_path, *opts])
+    got = got["TinySyntheticReID"]
+    assert set(got) == set(ref) and "mAP" in ref and 0 < ref["mAP"] < 100
+    # fp32 in both: the same ranking (a random model: Rank-1 is 0, mAP a few points)
+    assert all(abs(got[k] - ref[k]) < 0.01 for k in ref), (dict(got), dict(ref))
+
+
+def test_train_refuses_the_evaluation_runtime_flags(tmp_path, data_root, capsys):
+    assert run_command("train", ["--runtime", "openvino", *tiny_opts(tmp_path, data_root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "cdnet-reid eval" in err

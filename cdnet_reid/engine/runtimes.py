@@ -33,7 +33,7 @@ from .predictor import (DefaultPredictor, OnnxPredictor, Predictor, cfg_for_mode
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRECISIONS", "RUNTIMES", "Bf16TorchPredictor", "OpenVinoPredictor", "RuntimeChoiceError",
+__all__ = ["PRECISIONS", "RUNTIMES", "Bf16TorchPredictor", "OpenVinoPredictor", "PredictorModule", "RuntimeChoiceError",
            "check_runtime", "create_predictor", "cpu_flags", "cpu_has_native_bf16", "infer_runtime",
            "resolve_precision"]
 
@@ -249,6 +249,18 @@ class OpenVinoPredictor(Predictor):
         out = self.request.infer({0: x.contiguous().numpy()})
         emb = torch.from_numpy(out[self.compiled.outputs[0]].copy()).float()
         return F.normalize(emb, dim=1) if self.feat_norm else emb
+
+
+class PredictorModule(torch.nn.Module):
+    """A predictor as the module the evaluator runs: preprocessed ``N x 3 x H x W`` batches in,
+    the predictor's float32 embeddings out (on the batch's device). No parameters."""
+
+    def __init__(self, predictor: Predictor):
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.predictor.embed(images).to(images.device)
 
 
 # ----------------------------------------------------------------------------------- the factory
