@@ -157,7 +157,8 @@ def test_extract_features_cli(tmp_path, data_root, weights):
 @pytest.mark.parametrize("flip", [False, True])
 def test_onnx_predictor_equals_the_pytorch_predictor(tmp_path, data_root, weights, flip):
     pytest.importorskip("onnxruntime")
-    from cdnet_reid.engine.predictor import OnnxPredictor, create_predictor
+    from cdnet_reid.engine.predictor import OnnxPredictor
+    from cdnet_reid.engine.runtimes import create_predictor
     from cdnet_reid.export import EmbeddingModel, export_onnx
 
     cfg = _cfg(tmp_path, data_root, weights, TEST__FLIP__ENABLED=str(flip))

@@ -18,8 +18,7 @@ PKG = Path(__file__).resolve().parents[1] / "cdnet_reid"
 LAYER = {"config": 0, "utils": 0, "data": 1, "modeling": 1, "solver": 1, "evaluation": 1,
          "engine": 2, "export": 2, "search": 3, "integrations": 3, "apps": 4, "cli": 4}
 # Within layer 1 the packages are independent of each other, except these edges.
-ALLOWED_SIDEWAYS = {("evaluation", "modeling"),  # predictors/fusion use the model contract
-                    ("export", "engine")}  # the exported files' runtimes extend DefaultPredictor
+ALLOWED_SIDEWAYS = {("evaluation", "modeling")}  # predictors/fusion use the model contract
 FORBIDDEN = {"engine", "data", "evaluation", "utils"}, ("cdnet_reid.search", "cdnet_reid.modeling.space")
 
 

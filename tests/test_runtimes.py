@@ -1,5 +1,6 @@
-"""Inference runtimes (export/runtimes.py): PyTorch fp32/bf16, onnxruntime, OpenVINO fp32/bf16/int8
-behind one predictor API, the precision rules, and the CPU's matrix-product peak."""
+"""Inference runtimes (engine/runtimes.py, chosen by create_predictor): PyTorch fp32/bf16,
+onnxruntime, OpenVINO fp32/bf16/int8 behind one predictor API, the precision rules, and the CPU's
+matrix-product peak."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,9 @@ from torch import nn
 from tiny import TinySyntheticReID, tiny_cfg
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx
-from cdnet_reid.export.runtimes import (RuntimeChoiceError, build_runtime_predictor, cpu_has_native_bf16,
-                                        resolve_precision)
+from cdnet_reid.config import ConfigError
+
+from cdnet_reid.engine.runtimes import RuntimeChoiceError, cpu_has_native_bf16, create_predictor, resolve_precision
 from cdnet_reid.utils.checkpoint import Checkpointer
 
 pytest.importorskip("onnxruntime")
@@ -32,6 +34,13 @@ def _setup(tmp_path, data_root):
     return cfg, model, ckpt, images
 
 
+def _predictor(cfg, ckpt, runtime, precision):
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ckpt
+    return create_predictor(cfg, runtime=runtime, precision=precision)
+
+
 def _cos(a, b):
     return float((torch.nn.functional.normalize(a, dim=1) * torch.nn.functional.normalize(b, dim=1)).sum(1).min())
 
@@ -39,24 +48,24 @@ def _cos(a, b):
 @pytest.mark.slow
 def test_runtimes_give_the_same_embeddings(tmp_path, data_root):
     cfg, model, ckpt, images = _setup(tmp_path, data_root)
-    ref = build_runtime_predictor(ckpt, "torch", "fp32", cfg=cfg)(images)
+    ref = _predictor(cfg, ckpt, "torch", "fp32")(images)
     onnx_path = export_onnx(EmbeddingModel.with_test_settings(model, cfg), str(tmp_path / "m.onnx"),
                             cfg.INPUT.SIZE_TEST)
-    got = {"onnxruntime fp32": build_runtime_predictor(onnx_path, "", "auto", cfg=cfg)(images)}
+    got = {"onnxruntime fp32": create_predictor(cfg, runtime="onnxruntime", model_file=onnx_path)(images)}
     if cpu_has_native_bf16():
-        predictor = build_runtime_predictor(ckpt, "torch", "bf16", cfg=cfg)
+        predictor = _predictor(cfg, ckpt, "torch", "bf16")
         assert next(predictor.model.backbone.parameters()).dtype == torch.bfloat16
         got["torch bf16"] = predictor(images)
     if pytest.importorskip("openvino"):
-        got["openvino fp32"] = build_runtime_predictor(onnx_path, "openvino", "fp32", cfg=cfg)(images)
+        got["openvino fp32"] = create_predictor(cfg, runtime="openvino", precision="fp32", model_file=onnx_path)(images)
         if cpu_has_native_bf16():
-            predictor = build_runtime_predictor(onnx_path, "openvino", "bf16", cfg=cfg)
+            predictor = create_predictor(cfg, runtime="openvino", precision="bf16", model_file=onnx_path)
             assert "bfloat16" in str(predictor.compiled.get_property("INFERENCE_PRECISION_HINT"))
             got["openvino bf16"] = predictor(images)
         reader = ImageCalibrationReader([p for p, _, _ in TinySyntheticReID(str(data_root)).train], cfg.INPUT.SIZE_TEST,
                                         max_images=32)
         int8 = quantize_onnx(onnx_path, str(tmp_path / "m_int8.onnx"), reader)
-        predictor = build_runtime_predictor(int8, "openvino", "auto", cfg=cfg)
+        predictor = create_predictor(cfg, runtime="openvino", model_file=int8)
         assert predictor.precision == "int8"
         got["openvino int8"] = predictor(images)
     for name, emb in got.items():
@@ -68,7 +77,6 @@ def test_precision_rules(tmp_path, data_root):
     cfg, model, ckpt, _ = _setup(tmp_path, data_root)
     onnx_path = export_onnx(EmbeddingModel.with_test_settings(model, cfg), str(tmp_path / "m.onnx"),
                             cfg.INPUT.SIZE_TEST)
-    assert resolve_precision("torch", "auto") == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert resolve_precision("onnxruntime", "auto", onnx_path) == "fp32"
     with pytest.raises(RuntimeChoiceError, match="no bf16"):
         resolve_precision("onnxruntime", "bf16", onnx_path)
@@ -76,8 +84,10 @@ def test_precision_rules(tmp_path, data_root):
         resolve_precision("openvino", "int8", onnx_path)
     with pytest.raises(RuntimeChoiceError, match="torch runtime runs fp32 or bf16"):
         resolve_precision("torch", "int8")
-    with pytest.raises(RuntimeChoiceError, match="pass cfg"):
-        build_runtime_predictor(ckpt, "torch", "fp32")
+    assert resolve_precision("torch", "auto") == "fp32"  # the evaluator's embeddings unless bf16 is asked for
+    with pytest.raises(RuntimeChoiceError, match="exported model file"):
+        create_predictor(cfg, runtime="openvino")
+    assert issubclass(RuntimeChoiceError, ConfigError)  # a user error: one error: line, exit 2
 
 
 def test_gemm_peak_is_measured():

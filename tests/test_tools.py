@@ -56,7 +56,7 @@ def test_benchmark_compare_rows():
     for name in expected:
         assert name in rows, (name, out)
     assert any(n.startswith("onnxruntime int8 (static QDQ, per-channel") for n in rows)
-    from cdnet_reid.export.runtimes import cpu_has_native_bf16
+    from cdnet_reid.engine.runtimes import cpu_has_native_bf16
 
     openvino = ["OpenVINO fp32"] + (["OpenVINO bf16", "PyTorch bf16 (BN folded, channels-last, bf16 weights)"]
                                     if cpu_has_native_bf16() else [])

@@ -6,8 +6,9 @@ defined here once, so it means the same thing everywhere.
 ``--output-dir D``  the folder a tool writes its files into
 ``--topk K``        how many gallery matches per query (deprecated alias: ``--k``)
 ``--size H W``      the model's input height and width
-``--runtime R``     inference runtime: ``torch`` (the checkpoint) or ``onnxruntime`` (an exported
-                    ``.onnx``: ``--onnx FILE`` sets both)
+``--runtime R``     inference runtime: ``torch`` (the checkpoint), ``onnxruntime`` (an exported
+                    ``.onnx``: ``--onnx FILE`` sets both) or ``openvino`` (``--onnx FILE``)
+``--precision P``   ``auto``, ``fp32``, ``bf16`` or ``int8`` (a quantised file)
 ==================  ==============================================================================
 
 Renamed flags keep their old spelling for one release as a deprecated alias: it still works and
@@ -19,7 +20,7 @@ import logging
 from typing import Optional, Sequence
 
 from ..engine.defaults import OneLineArgumentParser, add_config_arguments, setup_tool_cfg
-from ..engine.predictor import RUNTIMES
+from ..engine.runtimes import PRECISIONS, RUNTIMES
 
 logger = logging.getLogger("cdnet_reid")
 
@@ -82,27 +83,32 @@ def add_size(parser, help: str = "input height and width (default: INPUT.SIZE_TE
 
 
 def add_runtime(parser):
-    """``--runtime`` (torch: the checkpoint MODEL.WEIGHTS; onnxruntime: an exported file),
-    ``--onnx FILE`` (the exported file; implies ``--runtime onnxruntime``) and ``--input-format``."""
+    """``--runtime`` (torch: the checkpoint MODEL.WEIGHTS; onnxruntime, openvino: an exported
+    file), ``--precision`` and ``--onnx FILE`` (the exported file; alone it implies
+    ``--runtime onnxruntime``)."""
     parser.add_argument("--runtime", choices=RUNTIMES, default=None,
                         help="inference runtime (default: torch, or onnxruntime with --onnx)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="inference precision (default auto: torch fp32, onnxruntime the file's, openvino "
+                             "bf16 where the CPU has native bf16; int8 for a quantised file; logged)")
     parser.add_argument("--onnx", default="", metavar="FILE",
-                        help="an .onnx file written by `cdnet-reid export` (fp32 or int8), run in onnxruntime")
+                        help="a file written by `cdnet-reid export` (.onnx fp32 or int8; for --runtime openvino "
+                             "also an .xml IR or *_openvino_model folder)")
 
 
 def model_options(args) -> dict:
-    """The keyword arguments of :func:`~cdnet_reid.engine.predictor.create_predictor` given by the
+    """The keyword arguments of :func:`~cdnet_reid.engine.runtimes.create_predictor` given by the
     command line: the runtime, the model file, and the config rule (the checkpoint / exported
     file defines the model and its input; the keys the ``--config-file`` sets must agree with it;
     keys set as ``KEY VALUE`` overrides are used as given)."""
     from ..config import ConfigError, config_file_keys, override_keys
 
     runtime = getattr(args, "runtime", None) or ("onnxruntime" if getattr(args, "onnx", "") else "torch")
-    if runtime == "onnxruntime" and not getattr(args, "onnx", ""):
-        raise ConfigError("--runtime onnxruntime needs --onnx FILE (an exported model)")
+    if runtime != "torch" and not getattr(args, "onnx", ""):
+        raise ConfigError(f"--runtime {runtime} needs --onnx FILE (an exported model)")
     if runtime == "torch" and getattr(args, "onnx", ""):
-        raise ConfigError(f"--onnx {args.onnx} runs in onnxruntime: leave out --runtime torch")
-    return dict(runtime=runtime, model_file=getattr(args, "onnx", ""),
+        raise ConfigError(f"--onnx {args.onnx} runs in onnxruntime or openvino: leave out --runtime torch")
+    return dict(runtime=runtime, precision=getattr(args, "precision", "auto"), model_file=getattr(args, "onnx", ""),
                 config_keys=config_file_keys(args.config_file), explicit=override_keys(args.opts))
 
 

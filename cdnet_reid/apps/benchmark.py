@@ -34,9 +34,9 @@ machine's speed affects them all alike:
   contiguous weights, the same way.
 
 ``--runtime torch|onnxruntime|openvino`` and ``--precision auto|fp32|bf16|int8`` choose what the
-plain inference row runs (``cdnet_reid.export.runtimes``; ``auto``: bf16 where the CPU has native
-bf16, logged; int8 quantises the exported model, calibrated on ``--calibration`` crops or random
-images).
+plain inference row runs (``cdnet_reid.engine.runtimes``; ``auto``: torch fp32, onnxruntime fp32,
+openvino bf16 where the CPU has native bf16, logged; int8 quantises the exported model, calibrated
+on ``--calibration`` crops or random images).
 
 Every row gives the ratio to the baseline, the CPU time per image (user + system, all threads),
 the share of it spent in the kernel (page faults of freshly mapped memory show up there) and, for
@@ -59,6 +59,7 @@ from typing import Optional, Sequence
 import torch
 from tabulate import tabulate
 
+from ..engine.runtimes import PRECISIONS, RUNTIMES
 from ..modeling import build_model
 from ..utils.benchmark import measure, peak_rss_mb, round_robin, synchronize
 from ..utils.env import ALLOCATOR_ENV, resolve_device, setup_cpu_allocator
@@ -159,7 +160,8 @@ def _onnx_sessions(model, batch, size, calibration, tmp):
 def _deploy_steps(model, x, tmp):
     """Callables of the bf16 PyTorch path (native bf16 only) and of OpenVINO on the files
     :func:`_onnx_sessions` exported to ``tmp`` (fp32, bf16 where native, int8)."""
-    from ..export.runtimes import cpu_has_native_bf16, to_bf16
+    from ..engine.runtimes import cpu_has_native_bf16
+    from ..modeling.fuse import to_bf16
 
     out = {}
     native = cpu_has_native_bf16()
@@ -171,7 +173,7 @@ def _deploy_steps(model, x, tmp):
                 net(x)
         out["PyTorch bf16 (BN folded, channels-last, bf16 weights)"] = bf16_step
     try:
-        from ..export.runtimes import OpenVinoPredictor
+        from ..engine.runtimes import OpenVinoPredictor
     except ImportError:
         return out
     fp32, int8 = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_int8.onnx")
@@ -214,7 +216,9 @@ def peak_rows(model, size, base_rate, rows, device):
 
 def runtime_inference(model, cfg, args, device):
     """``(label, step, tmp)`` of the plain inference row in ``--runtime`` / ``--precision``."""
-    from ..export.runtimes import build_runtime_predictor, resolve_precision, to_bf16
+    from ..engine.runtimes import create_predictor
+    from ..engine.runtimes import resolve_precision
+    from ..modeling.fuse import to_bf16
 
     batch, size = args.batch_size, cfg.INPUT.SIZE_TEST
     if args.runtime == "torch":
@@ -237,7 +241,7 @@ def runtime_inference(model, cfg, args, device):
             images = [torch.randint(0, 256, (*size, 3), dtype=torch.uint8, generator=gen).numpy() for _ in range(32)]
         path = quantize_onnx(path, os.path.join(tmp.name, "model_int8.onnx"),
                              ImageCalibrationReader(images, size, max_images=64))
-    predictor = build_runtime_predictor(path, args.runtime, args.precision, cfg=cfg)
+    predictor = create_predictor(cfg, runtime=args.runtime, precision=args.precision, model_file=path)
     x = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8)
     precision = getattr(predictor, "precision", "int8" if args.precision == "int8" else "fp32")
     return f"{args.runtime} {precision}", (lambda: predictor.embed(x)), tmp
@@ -463,16 +467,16 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
                    help="--compare without the own-process allocator rows")
     p.add_argument("--calibration", default="", metavar="FOLDER_OR_LIST",
                    help="--compare: crops calibrating the int8 row (default: random images)")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino"],
+    p.add_argument("--runtime", default="torch", choices=RUNTIMES,
                    help="what the plain inference row runs (default torch)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                   help="its precision (auto: bf16 where the CPU has native bf16, int8 for a quantised "
-                        "file, else fp32; logged)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="its precision (auto: torch and onnxruntime fp32, openvino bf16 where the CPU has "
+                        "native bf16; logged)")
     p.add_argument("--worker", choices=WORKER_TASKS, help=argparse.SUPPRESS)
     add_config_arguments(p)
     args = p.parse_args(argv)
     if args.precision != "auto" and not args.worker:
-        from ..export.runtimes import RuntimeChoiceError, resolve_precision
+        from ..engine.runtimes import RuntimeChoiceError, resolve_precision
 
         try:  # the files are exported and quantised by this run: int8 is checked by the torch rule only
             resolve_precision(args.runtime if args.precision != "int8" else "torch", args.precision)

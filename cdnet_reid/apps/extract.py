@@ -57,7 +57,7 @@ import numpy as np
 from ..config import ConfigError
 from ..data.datasets.layout import list_image_files
 from ..engine.file_embedding import embed_files, skipped_summary
-from ..engine.predictor import create_predictor
+from ..engine.runtimes import create_predictor
 from ..utils.file_io import InputFileError, atomic_write, spreadsheet_safe
 from .args import add_config_arguments, add_output, add_runtime, model_options, setup_tool_cfg, tool_parser
 

@@ -42,7 +42,8 @@ import torch
 from ..config import ConfigError
 from ..data.datasets.layout import MARKET_NAME_RE, list_image_files
 from ..engine.file_embedding import embed_files, skipped_summary
-from ..engine.predictor import DefaultPredictor, create_predictor
+from ..engine.predictor import DefaultPredictor
+from ..engine.runtimes import create_predictor
 from ..evaluation.gallery_search import INDEXES, exact_topk, faiss_topk, search
 from ..utils.file_io import InputFileError, atomic_write, spreadsheet_safe
 from .args import (add_config_arguments, add_output, add_runtime, add_topk, model_options, setup_tool_cfg,
@@ -56,9 +57,11 @@ __all__ = ["INDEXES", "embed", "exact_topk", "faiss_topk", "gallery_features", "
 
 # ----------------------------------------------------------------------------------- embeddings
 def _fingerprint(predictor: DefaultPredictor, paths: Sequence[str]) -> str:
-    """Changes whenever the model (config, weights or exported file) or a gallery file changes."""
+    """Changes whenever the model (config, weights or exported file, runtime, precision) or a
+    gallery file changes."""
     h = hashlib.sha1(predictor.cfg.dump().encode())
-    model_file = getattr(predictor, "onnx_path", "") or predictor.cfg.MODEL.WEIGHTS
+    h.update(f"{predictor.runtime}:{predictor.precision}".encode())
+    model_file = predictor.model_file
     if model_file and os.path.exists(model_file):
         st = os.stat(model_file)
         h.update(f"{os.path.abspath(model_file)}:{st.st_size}:{st.st_mtime_ns}".encode())

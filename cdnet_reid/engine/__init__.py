@@ -8,11 +8,13 @@ from . import hooks
 from .defaults import (add_config_arguments, default_argument_parser, default_setup, main, run_main,
                        setup_cfg, setup_tool_cfg)
 from .launch import launch
-from .predictor import DefaultPredictor, OnnxPredictor, Predictor, create_predictor
+from .predictor import DefaultPredictor, OnnxPredictor, Predictor
+from .runtimes import Bf16TorchPredictor, OpenVinoPredictor, create_predictor
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 from .trainer import TRAINER_REGISTRY, DefaultTrainer, create_ddp_model, unwrap
 
-__all__ = ["DefaultPredictor", "OnnxPredictor", "Predictor", "create_predictor",
+__all__ = ["Bf16TorchPredictor", "DefaultPredictor", "OnnxPredictor", "OpenVinoPredictor", "Predictor",
+           "create_predictor",
            "DefaultTrainer", "HookBase", "SimpleTrainer", "TRAINER_REGISTRY",
            "TrainerBase", "add_config_arguments", "create_ddp_model", "default_argument_parser",
            "default_setup", "hooks", "launch", "main", "run_main", "setup_cfg", "setup_tool_cfg",

@@ -27,6 +27,7 @@ from ..utils.file_io import PathManager
 from ..utils.logger import setup_logger
 from ..utils.registry import lookup
 from .launch import DEFAULT_TIMEOUT, SilentProcessError, launch
+from .runtimes import PRECISIONS, RUNTIMES
 from ..utils.checkpoint import CheckpointError
 from ..utils.file_io import InputFileError, remove_stale_temp_files
 from ..data.datasets.layout import DatasetLayoutError
@@ -93,6 +94,14 @@ def default_argument_parser(description: str = "cdnet-reid training and evaluati
                    help="with --resume: continue even though config keys that change the model or "
                         "the data stream differ from the checkpoint's")
     p.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="evaluation only: the inference runtime (default torch; onnxruntime and openvino "
+                        "run --onnx FILE)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="evaluation only: the inference precision (default auto: torch fp32, openvino bf16 "
+                        "where the CPU has native bf16; int8 for a quantised file)")
+    p.add_argument("--onnx", default="", metavar="FILE",
+                   help="evaluation only: a file written by `cdnet-reid export` (.onnx; for openvino also .xml)")
     p.add_argument("--num-gpus", type=int, default=1,
                    help="processes per machine (GPUs; gloo CPU processes when there is no GPU)")
     p.add_argument("--num-machines", type=int, default=1)
@@ -244,6 +253,8 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
         comm.raise_if_any(_folder_error(cfg.OUTPUT_DIR))
         default_setup(cfg, args)
         cfg.freeze()
+        if _evaluates_a_predictor(args):
+            return _evaluate_predictor(cfg, args, trainer_cls)
         # the checkpoint defines the model and its input; a config file must agree with it
         model, cfg = trainer_cls.load_model_for_eval(
             cfg, resume=args.resume, config_keys=config_file_keys(args.config_file),
@@ -270,6 +281,34 @@ def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
         return trainer.train()
 
 
+def _evaluates_a_predictor(args) -> bool:
+    """Whether ``--eval-only`` runs another runtime or precision than the trainer's fp32 model."""
+    return bool(getattr(args, "onnx", "")) or getattr(args, "runtime", None) not in (None, "torch") or \
+        getattr(args, "precision", "auto") not in ("auto", "fp32")
+
+
+def _evaluate_predictor(cfg, args, trainer_cls):
+    """Evaluate the predictor of ``--runtime`` / ``--precision`` / ``--onnx`` (see
+    :func:`~cdnet_reid.engine.runtimes.create_predictor`) on ``DATASETS.TESTS``: the test loader
+    feeds it the test transform's pixels; its embedding holds the flip average."""
+    from .runtimes import PredictorModule, create_predictor
+
+    runtime = args.runtime or ("onnxruntime" if args.onnx else "torch")
+    if args.resume:
+        raise ConfigError("--resume evaluates the trainer's fp32 model: give MODEL.WEIGHTS for --runtime / "
+                          "--precision")
+    if runtime == "torch" and args.onnx:
+        raise ConfigError(f"--onnx {args.onnx} runs in onnxruntime or openvino: leave out --runtime torch")
+    predictor = create_predictor(cfg, runtime=runtime, precision=args.precision, model_file=args.onnx,
+                                 config_keys=config_file_keys(args.config_file), explicit=override_keys(args.opts))
+    cfg = predictor.cfg.clone()
+    write_config(cfg, "config_eval.yaml")
+    cfg.defrost()
+    cfg.TEST.FLIP.ENABLED = False  # the predictor's embedding already averages the mirror
+    cfg.freeze()
+    return trainer_cls.test(cfg, PredictorModule(predictor))
+
+
 def _folder_error(output_dir: str):
     try:
         ensure_output_dir(output_dir)
@@ -290,7 +329,11 @@ def main(argv: Optional[Sequence[str]] = None, *, trainer_cls: Optional[Type] = 
     status: 0 when done; 75 after SIGTERM/SIGINT, with the interrupted checkpoint written; 2 with
     one ``error:`` line for bad input met by any process; 1 with one line when a process fell
     silent (``--dist-timeout``); 1 with a traceback for an internal error."""
-    args = default_argument_parser(description, prog, epilog).parse_args(argv)
+    parser = default_argument_parser(description, prog, epilog)
+    args = parser.parse_args(argv)
+    if not args.eval_only and _evaluates_a_predictor(args):
+        parser.error("--runtime, --precision and --onnx choose what an evaluation runs: use them with "
+                     "cdnet-reid eval (--eval-only)")
     try:
         return launch(run_main, args.num_gpus, num_machines=args.num_machines,
                       machine_rank=args.machine_rank, dist_url=args.dist_url,

@@ -8,7 +8,8 @@ import torch
 
 from ..config import ConfigError, config_file_keys, get_cfg
 from ..config.packaged import resolve_config_file
-from .predictor import ImageLike, _is_single_image, check_input_format, create_predictor
+from .predictor import ImageLike, _is_single_image, check_input_format
+from .runtimes import create_predictor
 
 __all__ = ["FeatureExtractor"]
 
@@ -22,13 +23,16 @@ class FeatureExtractor:
         feats = extractor(["a.jpg", "b.jpg"])          # (2, D) float32 tensor, L2-normalised
 
     ``weights``: a checkpoint written by this package (it records the model and its input: no
-    config needed), or with ``runtime="onnxruntime"`` a file written by ``cdnet-reid export``.
+    config needed), or with ``runtime="onnxruntime"`` or ``"openvino"`` a file written by ``cdnet-reid export``.
     ``config_file``: optional, a path or a shipped config name; it must agree with the model
     file on everything that changes the embeddings (else :class:`~cdnet_reid.config.ConfigError`
     naming the key and both values). ``overrides``: ``KEY VALUE`` pairs applied after it, used as
     given. ``device``: e.g. "cpu", "cuda" (default: ``MODEL.DEVICE``, "auto").
-    ``runtime``: "torch" or "onnxruntime"
-    (:data:`~cdnet_reid.engine.predictor.RUNTIMES`). ``input_format``: colour order of numpy
+    ``runtime``: "torch", "onnxruntime" or "openvino" (:data:`~cdnet_reid.engine.runtimes.RUNTIMES`;
+    the last two run a file written by ``cdnet-reid export``); ``precision``: "auto", "fp32",
+    "bf16" or "int8" (:func:`~cdnet_reid.engine.runtimes.resolve_precision`; an impossible
+    pair is a :class:`~cdnet_reid.config.ConfigError`). ``threads``: inference threads of the
+    exported-file runtimes (0: torch's). ``input_format``: colour order of numpy
     arrays and tensors, "RGB" or "BGR" (``cv2.imread``).
 
     ``extractor(images)`` takes a path, a PIL image, an ``H x W x 3`` uint8 array, a ``3 x H x W``
@@ -39,12 +43,12 @@ class FeatureExtractor:
     """
 
     def __init__(self, weights: Union[str, os.PathLike], *, config_file: Optional[str] = None,
-                 device: Optional[str] = None, runtime: str = "torch", input_format: str = "RGB",
-                 overrides: Sequence[str] = ()):
+                 device: Optional[str] = None, runtime: str = "torch", precision: str = "auto",
+                 input_format: str = "RGB", overrides: Sequence[str] = (), threads: int = 0):
         weights = os.fspath(weights)
         check_input_format(input_format)
         if runtime == "torch" and weights.endswith(".onnx"):
-            raise ConfigError(f"{weights} is an exported ONNX model: use runtime='onnxruntime'")
+            raise ConfigError(f"{weights} is an exported ONNX model: use runtime='onnxruntime' or 'openvino'")
         cfg = get_cfg()
         if config_file:
             cfg.merge_from_file(resolve_config_file(config_file))
@@ -54,8 +58,9 @@ class FeatureExtractor:
         if runtime == "torch":
             cfg.MODEL.WEIGHTS = weights
         keys = [str(k) for k in list(overrides)[0::2]]
-        self.predictor = create_predictor(cfg, runtime=runtime, model_file=weights if runtime != "torch" else "",
-                                          input_format=input_format,
+        self.predictor = create_predictor(cfg, runtime=runtime, precision=precision,
+                                          model_file=weights if runtime != "torch" else "",
+                                          input_format=input_format, threads=threads,
                                           config_keys=config_file_keys(resolve_config_file(config_file or "")),
                                           explicit=keys)
         self.cfg = self.predictor.cfg

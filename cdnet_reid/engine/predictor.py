@@ -1,6 +1,6 @@
 """Predictors: embed person crops (feature extraction) with a trained PyTorch model
 (:class:`DefaultPredictor`) or an exported ``.onnx`` file, fp32 or int8 (:class:`OnnxPredictor`),
-behind one API (:class:`Predictor`); :func:`create_predictor` picks one by runtime."""
+behind one API (:class:`Predictor`); :func:`~cdnet_reid.engine.runtimes.create_predictor` picks one by runtime."""
 
 import abc
 import logging
@@ -19,11 +19,12 @@ from ..data.transforms import build_transforms
 from ..evaluation.evaluator import embed, inference_context
 from ..modeling import ModelConfigMismatchError, load_model
 from ..utils.file_io import InputFileError
+from ..utils.input_convention import to_model_input
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DefaultPredictor", "INPUT_FORMATS", "ImageLike", "OnnxPredictor", "Predictor", "RUNTIMES",
-           "create_predictor", "to_pil_rgb"]
+__all__ = ["DefaultPredictor", "INPUT_FORMATS", "ImageLike", "OnnxPredictor", "Predictor",
+           "cfg_for_model_file", "to_pil_rgb"]
 
 #: Colour orders of array images: "RGB" (PIL, torchvision) or "BGR" (``cv2.imread``).
 INPUT_FORMATS = ("RGB", "BGR")
@@ -41,10 +42,12 @@ ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 class Predictor(abc.ABC):
     """The steps shared by every predictor: test transform, batching, the call. Subclasses set
     ``cfg``, ``transform``, ``batch_size``, ``flip``, ``feat_norm``, ``input_format`` and ``model``
-    (None when no PyTorch model runs) and define :meth:`embed`."""
+    (None when no PyTorch model runs), say what runs (``runtime``, ``precision``, ``model_file``)
+    and define :meth:`embed`."""
 
     cfg = transform = model = None
     batch_size, flip, feat_norm, input_format = 1, False, True, "RGB"
+    runtime, precision, model_file = "torch", "fp32", ""
 
     def preprocess(self, image: ImageLike) -> torch.Tensor:
         """One image -> the ``3 x H x W`` uint8 tensor of the test transform."""
@@ -112,6 +115,7 @@ class DefaultPredictor(Predictor):
             self.cfg = cfg.clone()
             self.model = self.build_model(self.cfg)
         self.model.eval()
+        self.model_file = str(self.cfg.MODEL.WEIGHTS)
         self.transform = build_transforms(self.cfg, is_train=False)
         self.batch_size = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
         self.flip = bool(self.cfg.TEST.FLIP.ENABLED)
@@ -145,8 +149,9 @@ class OnnxPredictor(Predictor):
     replaces ``cfg``'s INPUT.SIZE_TEST). ``cfg`` (optional) gives
     the test transform (``INPUT.SIZE_TEST`` must equal the file's input size), the batch size
     (``TEST.IMS_PER_BATCH``) and ``TEST.FEAT_NORM`` (applied when the graph does not
-    normalise). ``threads``: onnxruntime intra-op threads (0 = ``torch.get_num_threads()``);
-    ``providers``: onnxruntime execution providers (default: CPU).
+    normalise). A file written by ``export --for boxmot`` (metadata ``input_convention``) gets the
+    ImageNet-normalised input it takes. ``threads``: onnxruntime intra-op threads (0 =
+    ``torch.get_num_threads()``); ``providers``: onnxruntime execution providers (default: CPU).
 
     Example::
 
@@ -163,8 +168,6 @@ class OnnxPredictor(Predictor):
             raise TypeError("OnnxPredictor needs onnx_path")
         import onnxruntime as ort
 
-        from ..config import get_cfg
-
         self.input_format = check_input_format(input_format)
         self.onnx_path = str(onnx_path)
         check_onnx_file(self.onnx_path)
@@ -177,20 +180,12 @@ class OnnxPredictor(Predictor):
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise InputFileError(f"cannot load ONNX model {self.onnx_path}: {first}") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.runtime, self.model_file = "onnxruntime", self.onnx_path
+        self.precision = "int8" if "quantization" in self.metadata else "fp32"
         inp = self.session.get_inputs()[0]
         self.input_name, self.output_name = inp.name, self.session.get_outputs()[0].name
         size = _onnx_input_size(self.metadata, inp.shape)
-        if cfg is None or size_from_file:
-            cfg = get_cfg() if cfg is None else cfg.clone()
-            cfg.defrost()
-            if size is None:
-                raise ConfigError(f"{self.onnx_path} records no input size: pass a config with INPUT.SIZE_TEST")
-            cfg.INPUT.SIZE_TEST = list(size)
-            cfg.INPUT.RESIZE_SHORT_TEST = 0
-        elif size is not None and tuple(int(s) for s in cfg.INPUT.SIZE_TEST) != size:
-            raise ModelConfigMismatchError(
-                f"INPUT.SIZE_TEST is {list(cfg.INPUT.SIZE_TEST)} in the config but {self.onnx_path} takes "
-                f"{size[0]}x{size[1]} images: leave the config out, or export the model again at that size")
+        cfg = cfg_for_model_file(cfg, self.onnx_path, size, size_from_file)
         self.cfg = cfg.clone()
         self.model = None
         self.transform = build_transforms(self.cfg, is_train=False)
@@ -206,34 +201,32 @@ class OnnxPredictor(Predictor):
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """A preprocessed ``N x 3 x H x W`` batch -> ``N x D`` float32 CPU embeddings."""
-        x = batch.detach().cpu().float().numpy()
+        x = to_model_input(batch.detach().cpu(), self.metadata.get("input_convention", "")).numpy()
         out = torch.from_numpy(self.session.run([self.output_name], {self.input_name: x})[0]).float()
         if self.feat_norm:
             out = F.normalize(out, dim=1)
         return out
 
 
-#: Inference runtimes of :func:`create_predictor`.
-RUNTIMES = ("torch", "onnxruntime")
+def cfg_for_model_file(cfg, path: str, size: Optional[Tuple[int, int]], size_from_file: bool):
+    """The config of a predictor running the exported file ``path`` whose input is ``size`` (None
+    where the file records none): ``cfg`` (default config when None) with the file's size as
+    INPUT.SIZE_TEST when ``cfg`` is None or ``size_from_file``; else ``cfg``'s INPUT.SIZE_TEST
+    must equal it (:class:`ModelConfigMismatchError`)."""
+    from ..config import get_cfg
 
-
-def create_predictor(cfg, *, runtime: str = "torch", model_file: str = "", input_format: str = "RGB",
-                     config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()
-                     ) -> Predictor:
-    """The predictor of ``runtime``: "torch" runs the checkpoint ``MODEL.WEIGHTS`` of ``cfg``
-    (:class:`DefaultPredictor`); "onnxruntime" runs the exported ``model_file``
-    (:class:`OnnxPredictor`: the file's input size unless the user chose INPUT.SIZE_TEST, which
-    must then match). ``config_keys`` / ``explicit``: the keys the user chose, see
-    :func:`~cdnet_reid.modeling.resolve_model_config`. The one place runtimes are chosen."""
-    if runtime == "torch":
-        return DefaultPredictor(cfg, input_format=input_format, config_keys=config_keys, explicit=explicit)
-    if runtime == "onnxruntime":
-        if not model_file:
-            raise ConfigError("runtime onnxruntime needs an exported .onnx model file")
-        chosen = None if config_keys is None else {*config_keys, *explicit}
-        return OnnxPredictor(cfg, model_file, input_format=input_format,
-                             size_from_file=chosen is not None and "INPUT.SIZE_TEST" not in chosen)
-    raise ConfigError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if cfg is None or size_from_file:
+        cfg = get_cfg() if cfg is None else cfg.clone()
+        cfg.defrost()
+        if size is None:
+            raise ConfigError(f"{path} records no input size: pass a config with INPUT.SIZE_TEST")
+        cfg.INPUT.SIZE_TEST = list(size)
+        cfg.INPUT.RESIZE_SHORT_TEST = 0
+    elif size is not None and tuple(int(s) for s in cfg.INPUT.SIZE_TEST) != size:
+        raise ModelConfigMismatchError(
+            f"INPUT.SIZE_TEST is {list(cfg.INPUT.SIZE_TEST)} in the config but {path} takes "
+            f"{size[0]}x{size[1]} images: leave the config out, or export the model again at that size")
+    return cfg
 
 
 def check_onnx_file(path: str) -> None:

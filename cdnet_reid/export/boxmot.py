@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..utils.file_io import atomic_write
+from ..utils.input_convention import IMAGENET_CONVENTION, IMAGENET_MEAN, IMAGENET_STD, imagenet_normalize
 from .onnx import EmbeddingModel, export_onnx
 
 logger = logging.getLogger(__name__)
@@ -39,9 +40,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["BOXMOT_FORMATS", "IMAGENET_MEAN", "IMAGENET_STD", "ImageNetInput", "boxmot_format",
            "boxmot_metadata", "boxmot_metadata_path", "export_for_boxmot", "imagenet_normalize"]
 
-#: boxmot's input normalisation (RGB, 0-1 scale).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The formats written, by output name: (suffix, format).
 BOXMOT_FORMATS = ((".onnx", "onnx"), (".torchscript", "torchscript"), ("_openvino_model", "openvino"))
 
@@ -78,13 +76,6 @@ class ImageNetInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedder(x * self.scale + self.shift)
-
-
-def imagenet_normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """0-255 RGB ``N x 3 x H x W`` (or ``3 x H x W``) -> boxmot's float32 input."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (pixels.float() / 255.0 - mean) / std
 
 
 def boxmot_metadata(*, model_name: str, input_size: Sequence[int], num_classes: int, embedding_dim: int,
@@ -172,7 +163,7 @@ def export_for_boxmot(embedder: EmbeddingModel, output: str, input_size: Sequenc
     with tempfile.TemporaryDirectory(dir=parent) as tmp:
         onnx_path = output if fmt == "onnx" else os.path.join(tmp, "model.onnx")
         export_onnx(module, onnx_path, size, opset=opset,
-                    metadata={"input_convention": "imagenet_normalized_rgb"})
+                    metadata={"input_convention": IMAGENET_CONVENTION})
         int8_onnx = None
         if calibration is not None:
             from .quantize import quantize_onnx

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data.common import load_image
+from ..utils.input_convention import read_onnx_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -123,13 +124,6 @@ def quantize_onnx(fp32_path: str, int8_path: str, calibration: ImageCalibrationR
     onnx.save(model, int8_path)
     logger.info("Wrote %s (%s)", int8_path, meta["quantization"])
     return int8_path
-
-
-def read_onnx_metadata(path: str) -> dict:
-    """The ``metadata_props`` of an ONNX file as a dict of strings."""
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
 
 
 def _set_metadata(model, meta: dict) -> None:

@@ -22,6 +22,7 @@ installed onnxruntime >= 1.18.1 (boxmot's own minimum), so nothing is installed 
 
 import contextlib
 import logging
+import os
 from typing import Optional
 
 import numpy as np
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BoxmotReID", "boxmot_accepts_installed_onnxruntime", "crop_boxes"]
+__all__ = ["BoxmotReID", "boxmot_accepts_installed_onnxruntime", "crop_boxes", "predictor_for_file"]
 
 #: The onnxruntime boxmot's ONNX backend accepts under :func:`boxmot_accepts_installed_onnxruntime`.
 ONNXRUNTIME_REQUIREMENT = "onnxruntime>=1.18.1"
@@ -50,23 +51,41 @@ def crop_boxes(xyxy: np.ndarray, bgr_image: np.ndarray) -> list:
     return crops
 
 
+def predictor_for_file(path: str, *, runtime: str = "", precision: str = "auto", cfg=None, threads: int = 0):
+    """:func:`~cdnet_reid.engine.runtimes.create_predictor` for the model file ``path``
+    (``runtime`` "" = from the file name)."""
+    from ..config import ConfigError
+    from ..engine.runtimes import create_predictor
+    from ..engine.runtimes import infer_runtime
+
+    runtime = runtime or infer_runtime(path)
+    if runtime != "torch":
+        return create_predictor(cfg, runtime=runtime, precision=precision, model_file=path, threads=threads)
+    if cfg is None:
+        raise ConfigError(f"{path}: the torch runtime builds the model from a config: pass cfg")
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = path
+    cfg.freeze()
+    return create_predictor(cfg, runtime="torch", precision=precision)
+
+
 class BoxmotReID:
     """boxmot's ``reid_model`` protocol (``get_features(xyxy, bgr_image) -> N x D``,
     L2-normalised float32) over a predictor of ours.
 
     ``model``: a predictor (``DefaultPredictor``, ``OnnxPredictor``, ``OpenVinoPredictor``), or a
     model path (a checkpoint with ``cfg``, an ``.onnx`` file, an OpenVINO ``.xml`` / folder) built
-    with :func:`cdnet_reid.export.runtimes.build_runtime_predictor` (``runtime``, ``precision``,
-    ``cfg``, ``threads``). Crops are resized by the predictor's test transform
-    (``INPUT.RESIZE_BACKEND``; ``cv2`` is boxmot's resize).
+    with :func:`cdnet_reid.engine.runtimes.create_predictor` (``runtime``: default from the file
+    name, see :func:`~cdnet_reid.engine.runtimes.infer_runtime`; ``precision``, ``cfg``,
+    ``threads``; a checkpoint becomes ``MODEL.WEIGHTS`` of ``cfg``, which it needs). Crops are
+    resized by the predictor's test transform (``INPUT.RESIZE_BACKEND``; ``cv2`` is boxmot's resize).
     """
 
     def __init__(self, model, *, runtime: str = "", precision: str = "auto", cfg=None, threads: int = 0):
         if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-            from ..export.runtimes import build_runtime_predictor
-
-            model = build_runtime_predictor(model, runtime=runtime, precision=precision, cfg=cfg,
-                                            threads=threads)
+            model = predictor_for_file(os.fspath(model), runtime=runtime, precision=precision, cfg=cfg,
+                                       threads=threads)
         elif runtime or cfg is not None:
             raise ValueError("runtime / cfg apply to a model path; a predictor is already built")
         self.predictor = model

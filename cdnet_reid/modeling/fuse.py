@@ -29,7 +29,7 @@ from .space.ops import CBlock
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConvReLU", "FusedCBlock", "fold_batchnorm", "fuse_epilogues", "fuse_for_inference"]
+__all__ = ["ConvReLU", "FusedCBlock", "fold_batchnorm", "fuse_epilogues", "fuse_for_inference", "to_bf16"]
 
 
 def fold_batchnorm(module: nn.Module) -> int:
@@ -212,3 +212,16 @@ def _to_channels_last(module, args):
 def count_fused(model: nn.Module) -> List[str]:
     """Names of the fused modules of ``model`` (for logs and tests)."""
     return [n for n, m in model.named_modules() if isinstance(m, (ConvReLU, FusedCBlock))]
+
+
+def to_bf16(model: nn.Module) -> nn.Module:
+    """An eval-only copy of a meta-architecture (``backbone`` + ``head``) for bf16 inference: BN
+    folded, channels-last (:func:`fuse_for_inference` without the fp32-only epilogues), backbone and
+    head in bf16, their input cast to bf16; the pixel normalisation stays float32."""
+    if not (hasattr(model, "backbone") and hasattr(model, "head")):
+        raise TypeError(f"bf16 inference needs a model with .backbone and .head, got {type(model).__name__}")
+    fast = fuse_for_inference(model, epilogues=False)
+    fast.backbone.to(torch.bfloat16)
+    fast.head.to(torch.bfloat16)
+    fast.backbone.register_forward_pre_hook(lambda m, args: (args[0].to(torch.bfloat16),) + tuple(args[1:]))
+    return fast
