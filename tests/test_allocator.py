@@ -40,6 +40,7 @@ def _probe(allocator=None):
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_setup_is_idempotent_and_reported():
     r = _probe()
     assert r["first"] == r["second"] and r["calls"] == (1 if GLIBC else 0)
@@ -48,6 +49,7 @@ def test_setup_is_idempotent_and_reported():
     assert len(r["row"]) == 1 and r["first"] in r["row"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["default", "off", "DEFAULT"])
 def test_disabled_by_the_environment_variable(value):
     r = _probe(value)
@@ -93,6 +95,7 @@ FAULTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
 def test_big_blocks_stay_in_the_heap():
     def faults(allocator):
@@ -108,6 +111,7 @@ def test_big_blocks_stay_in_the_heap():
     assert heap < pages // 20, heap
 
 
+@pytest.mark.slow
 def test_every_run_and_tool_sets_it_up(tmp_path, data_root):
     """A training run records the allocator in env.txt (engine.default_setup), and a tool sets it up
     too (engine.defaults.setup_tool_cfg): both in fresh processes, with the variable unset."""

@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 import torch
 
 from tiny import tiny_cfg
@@ -11,6 +12,7 @@ from cdnet_reid.modeling.space import Genotype
 from cdnet_reid.utils.env import seed_all_rng
 
 
+@pytest.mark.slow
 def test_cdnet_trains_and_checkpoints_its_genotype(tmp_path, data_root):
     cfg = tiny_cfg(tmp_path, data_root, MODEL__BACKBONE__NAME="CDNet", MODEL__HEADS__NAME="FBLNeck",
                    MODEL__BACKBONE__WIDTH_MULT="0.25", MODEL__HEADS__FC_DIMS="[64]",

@@ -37,6 +37,7 @@ def two_process_run(tmp_path_factory, data_root):
     return out, log
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_and_evaluate(two_process_run):
     out, log = two_process_run
     assert "World size: 2" in log
@@ -51,6 +52,7 @@ def test_two_gloo_processes_train_and_evaluate(two_process_run):
     assert len(states) == 2 and not torch.equal(states[0]["torch"], states[1]["torch"])
 
 
+@pytest.mark.slow
 def test_eval_only_matches_the_runs_final_evaluation(two_process_run, data_root, tmp_path):
     out, log = two_process_run
     final = _table_row(log, "TinySyntheticReID")
@@ -59,6 +61,7 @@ def test_eval_only_matches_the_runs_final_evaluation(two_process_run, data_root,
     assert _table_row(log2, "TinySyntheticReID") == final
 
 
+@pytest.mark.slow
 def test_two_process_search_writes_the_genotype(tmp_path, data_root):
     opts = tiny_opts(tmp_path, data_root) + [
         "SOLVER.MAX_EPOCH", "1", "MODEL.BACKBONE.NAME", "CNetSupernet", "MODEL.HEADS.NAME", "SearchHead",
@@ -69,6 +72,7 @@ def test_two_process_search_writes_the_genotype(tmp_path, data_root):
     assert json.loads((tmp_path / "genotype_final.json").read_text())["space"] == "cnet"
 
 
+@pytest.mark.slow
 def test_eval_only_keeps_the_training_config(two_process_run, data_root):
     out, _ = two_process_run
     before = (out / "config.yaml").read_text()
@@ -77,6 +81,7 @@ def test_eval_only_keeps_the_training_config(two_process_run, data_root):
     assert (out / "config_eval.yaml").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_env_launch(tmp_path, data_root):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
            str(_free_port()), SCRIPT, *tiny_opts(tmp_path, data_root), "SOLVER.MAX_EPOCH", "1"]

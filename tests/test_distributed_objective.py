@@ -33,6 +33,7 @@ def one_process(tmp_path_factory, data_root):
     return _step(tmp_path_factory.mktemp("one"), data_root, "one", 1)
 
 
+@pytest.mark.slow
 def test_two_processes_compute_the_losses_and_gradients_of_one(one_process, tmp_path, data_root):
     two = _step(tmp_path, data_root, "two", 2)
     for k, v in one_process["losses"].items():
@@ -43,6 +44,7 @@ def test_two_processes_compute_the_losses_and_gradients_of_one(one_process, tmp_
     assert worst[0] < 1e-5, worst
 
 
+@pytest.mark.slow
 def test_without_gather_and_sync_two_processes_optimise_something_else(one_process, tmp_path, data_root):
     two = _step(tmp_path, data_root, "local", 2, ["MODEL.LOSSES.TRI.GATHER", "False",
                                                   "MODEL.NORM.SYNC", "False"])

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,6 +24,7 @@ def test_projects_readme_has_an_example_per_component():
     assert "## Where a new component goes" in text
 
 
+@pytest.mark.slow
 def test_projects_readme_examples_run(tmp_path, data_root):
     script = "\n\n".join(python_blocks(ROOT / "projects" / "README.md"))
     (tmp_path / "examples.py").write_text(script + "\nprint('ALL EXAMPLES RAN')\n")

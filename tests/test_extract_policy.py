@@ -57,6 +57,7 @@ def test_a_bad_image_stops_the_run_with_one_line_naming_it(crops, tmp_path, data
     assert not (tmp_path / "f.npy").exists()
 
 
+@pytest.mark.slow
 def test_a_bad_image_read_by_a_loader_worker_stops_the_tool_without_a_traceback(
         crops, tmp_path, data_root, weights):
     opts = [*tiny_opts(tmp_path / "unused", data_root), "MODEL.WEIGHTS", weights,
@@ -152,6 +153,7 @@ def test_the_gallery_search_follows_the_same_policy(crops, tmp_path, data_root, 
         assert list(csv.DictReader(f)) == rows
 
 
+@pytest.mark.slow
 def test_benchmark_workers_run_the_app_module_from_any_folder(tmp_path, data_root, monkeypatch):
     assert bench_app.worker_command("infer-plain", [])[1:4] == ["-m", "cdnet_reid.apps.benchmark", "--worker"]
     monkeypatch.chdir(tmp_path)  # neither the checkout nor tools/ is the working folder
@@ -162,6 +164,7 @@ def test_benchmark_workers_run_the_app_module_from_any_folder(tmp_path, data_roo
     assert rate > 0 and worker.close() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["extract", "export", "benchmark"])
 def test_the_moved_tools_answer_help_through_the_console_command(command, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cdnet_reid.cli", command, "--help"], cwd=tmp_path,

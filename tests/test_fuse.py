@@ -104,6 +104,7 @@ def _fused_copy(model, fold):
     return m
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None, reason="needs a C compiler")
 def test_compiled_fast_path_gives_the_same_outputs():
     model = _model("MODEL.BACKBONE.WIDTH_MULT", "0.25", *CNET)

@@ -122,6 +122,7 @@ def _run_tool(name, args, cwd):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_extract_features_cli(tmp_path, data_root, weights):
     crops = tmp_path / "crops"
     (crops / "cam2").mkdir(parents=True)
@@ -181,6 +182,7 @@ def test_onnx_predictor_equals_the_pytorch_predictor(tmp_path, data_root, weight
     assert type(create_predictor(cfg)) is DefaultPredictor
 
 
+@pytest.mark.slow
 def test_extract_features_with_onnx(tmp_path, data_root, weights):
     pytest.importorskip("onnxruntime")
     from cdnet_reid.export import EmbeddingModel, export_onnx

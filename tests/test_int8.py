@@ -66,6 +66,7 @@ def cdnet(tmp_path_factory, data_root):
     return cfg, model, fp32, ds, str(out / "model.pth")
 
 
+@pytest.mark.slow
 def test_int8_export_correlates_with_fp32(tmp_path, cdnet):
     cfg, model, fp32, ds, _ = cdnet
     calib = [item[0] for item in ds.train]
@@ -124,6 +125,7 @@ def _tool(name, args, cwd):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_export_tool_int8_reports_both_models(tmp_path, data_root, cdnet):
     cfg, model, _, ds, weights = cdnet
     opts = tiny_opts(tmp_path / "out", data_root) + [x for kv in CDNET.items() for x in
@@ -158,6 +160,7 @@ def test_export_tool_int8_reports_both_models(tmp_path, data_root, cdnet):
     assert proc.returncode == 2 and "--calibration" in proc.stderr
 
 
+@pytest.mark.slow
 def test_extract_features_runs_the_int8_file(tmp_path, data_root, cdnet):
     cfg, model, fp32, ds, weights = cdnet
     reader = ImageCalibrationReader([item[0] for item in ds.train], (64, 32), max_images=32)

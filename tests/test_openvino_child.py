@@ -14,6 +14,7 @@ from conftest import OPENVINO_CHILD
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(OPENVINO_CHILD, reason="the child runs the openvino tests themselves")
 def test_openvino_tests_pass_in_a_child_process(request, tmp_path):
     expr = request.config.getoption("markexpr") or ""

@@ -158,6 +158,7 @@ def test_overwrite_moves_the_previous_run_aside(tmp_path, data_root):
     assert (aside[0] / "metrics.json").exists() and (tmp_path / "model_final.pth").exists()
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_while_a_run_holds_the_folder(tmp_path):
     code = ("import sys, time; sys.path.insert(0, %r); from cdnet_reid.engine.run_record import "
             "RunLock; l = RunLock(%r).acquire(); print('locked', flush=True); time.sleep(30)"
@@ -273,6 +274,7 @@ def _cli(args, cwd, **kw):
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, **kw)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_resume_continues_exactly(tmp_path, data_root):
     opts = ["DETERMINISTIC", "True", "SOLVER.MAX_EPOCH", "30", "TEST.EVAL_PERIOD", "0",
             "SOLVER.CHECKPOINT_PERIOD", "0", "TEST.BEST_METRIC", "''"]
@@ -296,6 +298,7 @@ def test_sigterm_checkpoints_and_resume_continues_exactly(tmp_path, data_root):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_the_cli_reports_bad_input_in_one_line(tmp_path, data_root):
     (tmp_path / "model_0001.pth").write_bytes(b"x")
     proc = _cli(tiny_opts(tmp_path, data_root), tmp_path)

@@ -17,6 +17,7 @@ from cdnet_reid.utils.checkpoint import Checkpointer
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
+pytestmark = pytest.mark.openvino
 
 
 @pytest.fixture(scope="module")

@@ -158,6 +158,7 @@ def search_run(tmp_path_factory, data_root):
     return out, _run(search_cfg(out, data_root))
 
 
+@pytest.mark.slow
 def test_search_keeps_alphas_out_of_the_weight_optimizer_and_in_checkpoints(search_run):
     out, trainer = search_run
     alphas = trainer.supernet.alphas
@@ -174,6 +175,7 @@ def test_search_keeps_alphas_out_of_the_weight_optimizer_and_in_checkpoints(sear
     assert len(steps) == trainer.max_iter and all("arch/total_loss" in m for m in steps)
 
 
+@pytest.mark.slow
 def test_search_writes_a_genotype_that_training_consumes(search_run, tmp_path, data_root):
     out, trainer = search_run
     for name in ("genotype_epoch0001.json", "genotype_epoch0002.json", "genotype_final.json"):
@@ -202,6 +204,7 @@ def test_search_writes_a_genotype_that_training_consumes(search_run, tmp_path, d
     assert again["mAP"] == pytest.approx(results["TinySyntheticReID"]["mAP"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_search_resume_reproduces_uninterrupted_run(search_run, tmp_path, data_root):
     _, full = search_run
     cfg = search_cfg(tmp_path, data_root, SOLVER__CHECKPOINT_PERIOD="1")
@@ -216,6 +219,7 @@ def test_search_resume_reproduces_uninterrupted_run(search_run, tmp_path, data_r
         full.arch_optimizer.state_dict()["state"][0]["exp_avg"])
 
 
+@pytest.mark.slow
 def test_unrolled_gradient_has_no_side_effects(data_root, tmp_path):
     cfg = search_cfg(tmp_path, data_root, SEARCH__MODE="softmax", SEARCH__UNROLLED="True",
                      SOLVER__MAX_EPOCH="1", MODEL__BACKBONE__NAME="CNetSupernet")

@@ -44,6 +44,7 @@ def runs(tmp_path_factory, data_root):
     return [_search(tmp_path_factory.mktemp(f"search_demo{i}"), data_root, 0) for i in range(2)]
 
 
+@pytest.mark.slow
 def test_search_writes_genotypes_entropy_metrics_and_the_picture(runs):
     out = runs[0]
     for name in ("genotype_epoch0001.json", "genotype_epoch0002.json", "genotype_final.json", "model_final.pth"):
@@ -77,6 +78,7 @@ def test_search_writes_genotypes_entropy_metrics_and_the_picture(runs):
         assert img.format == "PNG" and img.size[0] >= 1000 and img.size[1] >= 800
 
 
+@pytest.mark.slow
 def test_search_log_stays_readable(runs):
     log = (runs[0] / "log.txt").read_text()
     for epoch in (1, 2):  # the per-layer choice table after every epoch (GENOTYPE_PERIOD 1)
@@ -90,6 +92,7 @@ def test_search_log_stays_readable(runs):
     assert lines < 1000, f"log.txt has {lines} lines"
 
 
+@pytest.mark.slow
 def test_one_seed_gives_one_genotype(runs):
     a, b = (json.loads((out / "genotype_final.json").read_text()) for out in runs)
     assert a["layers"] == b["layers"]
@@ -97,6 +100,7 @@ def test_one_seed_gives_one_genotype(runs):
     assert any(x != 1e-3 for row in a["alphas"] for x in row)  # not the untouched initialisation
 
 
+@pytest.mark.slow
 def test_plot_search_tool(runs, tmp_path):
     target = tmp_path / "alphas.png"
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "plot_search.py"), str(runs[1]), "--output",
@@ -118,6 +122,7 @@ def _random_genotype_module():
     return random_genotype
 
 
+@pytest.mark.slow
 def test_random_genotype_is_uniform_reproducible_and_loadable(tmp_path):
     rg = _random_genotype_module()
     a, b, c = rg.random_genotype("cdnet", 1), rg.random_genotype("cdnet", 1), rg.random_genotype("cdnet", 2)
@@ -137,6 +142,7 @@ def test_random_genotype_is_uniform_reproducible_and_loadable(tmp_path):
     assert loaded.layers == a.layers and loaded.meta["seed"] == 1 and loaded.meta["source"] == "random"
 
 
+@pytest.mark.slow
 def test_search_pipeline_prints_one_table(tmp_path, data_root):
     """tools/search_pipeline.py end to end, tiny: search, then the searched, the paper's and one random
     genotype trained with one recipe; the table and results.json name all three."""

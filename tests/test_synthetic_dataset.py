@@ -196,6 +196,7 @@ def _temps(root):
     return sorted(e for e in os.listdir(root) if ".tmp-" in e or ".stale-" in e)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="kills a process with SIGKILL")
 def test_stale_temporaries_are_removed(tmp_path):
     """Temporaries of killed generations are removed when the dataset is built; those of a

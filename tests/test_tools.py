@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,12 +18,14 @@ def _tool(*args):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_complexity_prints_the_paper_counts():
     out = _tool("complexity.py", "--config-file", "configs/Market/cdnet.yml")
     assert "| total " in out and "2,963,414" in out and "1,796,600" in out
     assert re.search(r"conv \+ linear.*\| +955\.06 \|", out)
 
 
+@pytest.mark.slow
 def test_benchmark_and_search_benchmark_run():
     out = _tool("benchmark.py", "--config-file", "configs/Synthetic/cdnet.yml", "--runs", "1",
                 "--iters", "1", "--warmup", "0", "--batch-size", "2", "--train-batch-size", "8",
@@ -34,6 +38,7 @@ def test_benchmark_and_search_benchmark_run():
     assert re.search(r"\| topk", out) and re.search(r"\| softmax", out)
 
 
+@pytest.mark.slow
 def test_benchmark_compare_rows():
     """--compare: every row of the inference table (allocator variants in their own processes)
     and the allocator table of training, with CPU time, kernel share and peak memory."""
