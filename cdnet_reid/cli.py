@@ -22,7 +22,7 @@ value); 75 a training interrupted by SIGTERM/SIGINT (resume it with --resume); 1
 import importlib
 import sys
 import warnings
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from . import __version__
 
@@ -93,7 +93,7 @@ def _usage() -> str:
                                   "cdnet-reid --version the version."])
 
 
-def run_command(command: str, argv: Sequence[str], prog: Optional[str] = None) -> int:
+def run_command(command: str, argv: Sequence[str], prog: str | None = None) -> int:
     """Run one command with the error policy of the command line: a user error (a bad file, key,
     value or flag) is one ``error:`` line on stderr and exit status 2; an internal error keeps
     its traceback."""
@@ -114,7 +114,7 @@ def run_command(command: str, argv: Sequence[str], prog: Optional[str] = None) -
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

@@ -48,10 +48,10 @@ def tiny_checkpoint(tmp_path_factory, data_root):
     """A checkpoint of :func:`tiny.tiny_cfg`'s model (seeded random weights, 12 classes): what the
     tools' mechanics (extraction, gallery search) need, without training. Its path."""
     import torch
+    from tiny import tiny_cfg
 
     from cdnet_reid.engine import DefaultTrainer
     from cdnet_reid.utils.checkpoint import Checkpointer
-    from tiny import tiny_cfg
 
     out = tmp_path_factory.mktemp("tiny_checkpoint")
     torch.manual_seed(0)

@@ -6,7 +6,6 @@ returns what a correct parser must find, so the tests compare against independen
 
 import os
 import pickle
-from typing import Dict, List
 
 import numpy as np
 from PIL import Image
@@ -28,7 +27,7 @@ def _color(pid: int):
     return rng.randint(0, 256, 3)
 
 
-def make_market(root: str, folder: str = "Market-1501-v15.09.15", size=(32, 16)) -> Dict:
+def make_market(root: str, folder: str = "Market-1501-v15.09.15", size=(32, 16)) -> dict:
     """Market-1501 layout: 6 train ids x 6 images over cameras 1-6, 4 test ids (1 query each in
     camera 1, 3 gallery images in cameras 2, 3, 4), 3 pid-0 distractors, 2 junk (-1), stray files."""
     base = os.path.join(root, folder)
@@ -68,7 +67,7 @@ def make_market(root: str, folder: str = "Market-1501-v15.09.15", size=(32, 16))
     return {"dir": base, "train_pids": train_pids, "test_pids": test_pids, **exp}
 
 
-def make_duke(root: str, folder: str = "DukeMTMC-reID", size=(32, 16)) -> Dict:
+def make_duke(root: str, folder: str = "DukeMTMC-reID", size=(32, 16)) -> dict:
     """DukeMTMC-reID layout (names ``0005_c2_f0046985.jpg``): 5 train ids over cameras 1-8, 3 test
     ids (query in camera 1, gallery in cameras 5 and 8) and 2 distractor ids in the gallery."""
     base = os.path.join(root, folder)
@@ -101,12 +100,12 @@ def msmt_name(pid: int, n: int, cam: int, tag: str = "0303morning") -> str:
     return f"{pid:04d}/{pid:04d}_{n:03d}_{cam:02d}_{tag}_{n + 15:04d}_{n % 3}.jpg"
 
 
-def make_msmt17(root: str, folder: str = "MSMT17_V1", size=(32, 16)) -> Dict:
+def make_msmt17(root: str, folder: str = "MSMT17_V1", size=(32, 16)) -> dict:
     """MSMT17_V1 layout: train/ and test/ image folders, four list files. 4 train ids (3 train-list
     images each + 1 val-list image), 3 test ids (1 query in camera 2, 2 gallery in cameras 7, 15)."""
     base = os.path.join(root, folder)
-    lines: Dict[str, List[str]] = {"train": [], "val": [], "query": [], "gallery": []}
-    exp: Dict[str, List] = {k: [] for k in lines}
+    lines: dict[str, list[str]] = {"train": [], "val": [], "query": [], "gallery": []}
+    exp: dict[str, list] = {k: [] for k in lines}
     k = 0
 
     def put(split, sub, pid, n, cam):
@@ -132,7 +131,7 @@ def make_msmt17(root: str, folder: str = "MSMT17_V1", size=(32, 16)) -> Dict:
 
 
 def make_cifar_pickles(root: str, num_classes: int = 10, per_class_train: int = 12,
-                       per_class_test: int = 4, seed: int = 0) -> Dict:
+                       per_class_test: int = 4, seed: int = 0) -> dict:
     """``cifar-100-python/{train,test,meta}`` written like the official archive: protocol-2 pickles
     of dicts with byte-string keys; ``data`` is N x 3072 uint8 (R, G, B planes of 32 x 32)."""
     base = os.path.join(root, "cifar-100-python")
@@ -159,8 +158,8 @@ def make_cifar_pickles(root: str, num_classes: int = 10, per_class_train: int = 
     return out
 
 
-def make_image_folder(base: str, classes: List[str], per_class: Dict[str, int], seed: int = 0,
-                      size=(40, 48), ext: str = ".JPEG") -> List:
+def make_image_folder(base: str, classes: list[str], per_class: dict[str, int], seed: int = 0,
+                      size=(40, 48), ext: str = ".JPEG") -> list:
     """``base/<class>/<file>`` images; returns sorted (relative path, class) pairs."""
     out = []
     for ci, c in enumerate(classes):
@@ -174,7 +173,7 @@ def make_image_folder(base: str, classes: List[str], per_class: Dict[str, int], 
 
 
 def make_imagenet(root: str, folder: str = "ImageNet", num_classes: int = 4, train_per: int = 8,
-                  val_per: int = 3) -> Dict:
+                  val_per: int = 3) -> dict:
     """ImageNet layout: train/<synset>/*.JPEG and val/<synset>/*.JPEG, plus a stray mapping file."""
     base = os.path.join(root, folder)
     classes = [f"n{1440764 + 1000 * i:08d}" for i in range(num_classes)]

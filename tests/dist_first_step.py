@@ -2,8 +2,8 @@
 processes with one (spawned by ``test_distributed_objective.py`` through ``engine.launch``)."""
 
 import torch
-
 from tiny import tiny_cfg  # noqa: F401  (registers the tiny components in spawned processes)
+
 from cdnet_reid.config import get_cfg
 from cdnet_reid.engine import DefaultTrainer, unwrap
 from cdnet_reid.utils import comm

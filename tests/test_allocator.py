@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from tiny import tiny_opts
+
 from cdnet_reid.utils import env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-
 from datagen import make_market, write_image
 from tiny import tiny_cfg
+
 from cdnet_reid.data import ImageDataset, build_reid_test_loader, build_reid_train_loader
 from cdnet_reid.data.transforms import ToUint8Tensor
 from cdnet_reid.evaluation import ReidEvaluator

@@ -15,13 +15,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny import TinySyntheticReID, tiny_cfg
 from torch import nn
 
-from tiny import TinySyntheticReID, tiny_cfg
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader
-from cdnet_reid.export.boxmot import (boxmot_format, boxmot_metadata_path, export_for_boxmot,
-                                      imagenet_normalize)
+from cdnet_reid.export.boxmot import boxmot_format, boxmot_metadata_path, export_for_boxmot, imagenet_normalize
 
 for _package in ("boxmot", "onnxruntime", "openvino"):
     if importlib.util.find_spec(_package) is None:

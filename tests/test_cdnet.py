@@ -8,8 +8,8 @@ import torch
 from cdnet_reid.config import get_cfg
 from cdnet_reid.modeling import build_model
 from cdnet_reid.modeling.backbones import CDNet, CNet
-from cdnet_reid.modeling.space import Genotype, GenotypeError, load_genotype, ours_to_authors, save_genotype
 from cdnet_reid.modeling.heads import FBLNeck
+from cdnet_reid.modeling.space import Genotype, GenotypeError, load_genotype, ours_to_authors, save_genotype
 from cdnet_reid.modeling.space.ops import CBlock, ChannelGate, DownSample
 from cdnet_reid.utils.checkpoint import Checkpointer
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 import torch
-
 from tiny import tiny_cfg
+
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.modeling.space import Genotype
 from cdnet_reid.utils.env import seed_all_rng

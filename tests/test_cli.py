@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tiny import tiny_opts
+
 from cdnet_reid.utils.checkpoint import read_checkpoint
 
 SCRIPT = str(Path(__file__).resolve().parent / "tiny_train_net.py")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from datagen import write_image
 from PIL import Image
 
-from datagen import write_image
 from cdnet_reid.data import ImageDataset, load_image, read_image
 from cdnet_reid.data.common import to_rgb
 from cdnet_reid.data.transforms import ToUint8Tensor

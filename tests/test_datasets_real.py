@@ -9,14 +9,29 @@ import shutil
 
 import numpy as np
 import pytest
+from datagen import (
+    make_cifar_pickles,
+    make_duke,
+    make_image_folder,
+    make_imagenet,
+    make_market,
+    make_msmt17,
+    write_image,
+)
 
-from datagen import (make_cifar_pickles, make_duke, make_image_folder, make_imagenet, make_market,
-                     make_msmt17, write_image)
 from cdnet_reid.config import get_cfg
 from cdnet_reid.data import TASK_REGISTRY, build_dataset, dataset_task
+from cdnet_reid.data.datasets import (
+    CIFAR100,
+    DATASET_REGISTRY,
+    MSMT17,
+    CustomReID,
+    DatasetLayoutError,
+    DukeMTMC,
+    ImageNet,
+    Market1501,
+)
 from cdnet_reid.data.datasets.cifar import load_cifar_pickle
-from cdnet_reid.data.datasets import (CIFAR100, DATASET_REGISTRY, MSMT17, CustomReID, DatasetLayoutError,
-                                      DukeMTMC, ImageNet, Market1501)
 
 
 def _named(items):

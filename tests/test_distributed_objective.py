@@ -3,10 +3,10 @@ the gathered batch (MODEL.LOSSES.TRI.GATHER) and BatchNorm over it (MODEL.NORM.S
 
 import pytest
 import torch
-from torch import nn
-
 from dist_first_step import first_step, several_steps
 from tiny import tiny_opts
+from torch import nn
+
 from cdnet_reid.engine import launch
 from cdnet_reid.modeling.norm import GlobalBatchNorm, convert_sync_batchnorm
 

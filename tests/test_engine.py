@@ -5,9 +5,9 @@ import os
 
 import pytest
 import torch
-
 from tiny import tiny_cfg
 from tiny import train as _train
+
 from cdnet_reid.engine import DefaultTrainer, HookBase, hooks
 from cdnet_reid.utils.checkpoint import Checkpointer
 

@@ -9,10 +9,20 @@ import torch
 from torch import nn
 
 from cdnet_reid.config import get_cfg
-from cdnet_reid.evaluation import (EVALUATOR_REGISTRY, ClassificationEvaluator, DatasetEvaluator,
-                                   ReidEvaluator, build_evaluator, embed, evaluate_rank,
-                                   junk_mask, pair_distances, pairwise_distance_chunks,
-                                   pairwise_distances, ranked_gallery)
+from cdnet_reid.evaluation import (
+    EVALUATOR_REGISTRY,
+    ClassificationEvaluator,
+    DatasetEvaluator,
+    ReidEvaluator,
+    build_evaluator,
+    embed,
+    evaluate_rank,
+    junk_mask,
+    pair_distances,
+    pairwise_distance_chunks,
+    pairwise_distances,
+    ranked_gallery,
+)
 
 
 def test_reid_evaluator_from_config():

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_cfg
 from torch import nn
 
-from tiny import tiny_cfg
 from cdnet_reid.engine import DefaultPredictor, DefaultTrainer
 from cdnet_reid.export import EmbeddingModel, export_onnx, verify_onnx
 

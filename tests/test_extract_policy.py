@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from tiny import tiny_cfg, tiny_opts
+
 from cdnet_reid.apps import benchmark as bench_app
 from cdnet_reid.apps import extract as app
-from cdnet_reid.cli import run_command
-from cdnet_reid.utils.file_io import InputFileError
 from cdnet_reid.apps import search_gallery
+from cdnet_reid.cli import run_command
 from cdnet_reid.engine import DefaultPredictor
+from cdnet_reid.utils.file_io import InputFileError
 
 ROOT = Path(__file__).resolve().parents[1]
 

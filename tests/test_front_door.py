@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from tiny import tiny_cfg, tiny_opts
+
 from cdnet_reid import FeatureExtractor, cli
 from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.engine import DefaultPredictor, DefaultTrainer

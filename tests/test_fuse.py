@@ -11,12 +11,18 @@ from torch import nn
 
 from cdnet_reid.config import get_cfg
 from cdnet_reid.modeling import build_model
+from cdnet_reid.modeling.fuse import (
+    ConvReLU,
+    FusedCBlock,
+    count_fused,
+    fold_batchnorm,
+    fuse_epilogues,
+    fuse_for_inference,
+)
 from cdnet_reid.modeling.space.ops import CBlock
-from cdnet_reid.modeling.fuse import (ConvReLU, FusedCBlock, count_fused, fold_batchnorm,
-                                      fuse_epilogues, fuse_for_inference)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_model(*opts):
     return _model(*opts)
 

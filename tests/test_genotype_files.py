@@ -5,11 +5,11 @@ names the file, the key path and the value, before anything is built or trained.
 import json
 
 import pytest
+from tiny import tiny_opts
 
 from cdnet_reid.config import ConfigError
 from cdnet_reid.engine import main
 from cdnet_reid.modeling.space import Genotype, GenotypeError, load_genotype, save_genotype
-from tiny import tiny_opts
 
 OURS = {"format": "cdnet-reid-genotype", "version": 1, "space": "cdnet",
         "layers": [[3, 5, 1], [3, 7, 2], [5, 7, 2], [5, 9, 1], [5, 7, 2], [5, 7, 1]],

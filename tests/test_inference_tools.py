@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tiny import tiny_cfg, tiny_opts
 from torch import nn
 
-from tiny import tiny_cfg, tiny_opts
 from cdnet_reid.data import build_transforms
 from cdnet_reid.data.datasets import DATASET_REGISTRY
 from cdnet_reid.engine import DefaultPredictor, DefaultTrainer, hooks

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from tiny import tiny_cfg, tiny_opts
+
 from cdnet_reid.data.datasets import DATASET_REGISTRY
 from cdnet_reid.data.transforms import build_transforms
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.engine.predictor import OnnxPredictor
-from cdnet_reid.export import (EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx,
-                               read_onnx_metadata)
+from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx, read_onnx_metadata
 from cdnet_reid.utils.checkpoint import Checkpointer
 
 onnx = pytest.importorskip("onnx")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-
 from tiny import tiny_opts
+
 from cdnet_reid.engine.launch import _backend, _cleanup, _set_cuda_device
 from cdnet_reid.utils import comm
 from cdnet_reid.utils.checkpoint import read_checkpoint

@@ -11,7 +11,6 @@ strings; docstrings and comments may explain).
 import ast
 import re
 from pathlib import Path
-from typing import Dict, List, Set
 
 PKG = Path(__file__).resolve().parents[1] / "cdnet_reid"
 
@@ -27,14 +26,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def all_modules() -> Dict[str, Path]:
+def all_modules() -> dict[str, Path]:
     return {module_name(p): p for p in PKG.rglob("*.py")}
 
 
-def imports_of(name: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
+def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """Every cdnet_reid module ``name`` imports, anywhere in the file (lazy imports included)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    out: Set[str] = set()
+    out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -53,15 +52,15 @@ def imports_of(name: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
     return out
 
 
-def graph() -> Dict[str, Set[str]]:
+def graph() -> dict[str, set[str]]:
     modules = all_modules()
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
 
-def find_cycle(g: Dict[str, Set[str]]) -> List[str]:
+def find_cycle(g: dict[str, set[str]]) -> list[str]:
     """One import cycle of ``g`` (a list of modules, first == last), or []."""
-    state: Dict[str, int] = {}
-    stack: List[str] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
 
     def visit(n):
         state[n] = 1
@@ -142,13 +141,13 @@ def _code_strings(path: Path):
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
 
 
-def named_components(path: Path) -> List[str]:
+def named_components(path: Path) -> list[str]:
     """The strings of ``path`` that name a model's, a head's or the search's keys or parameters."""
     return [f"{path.relative_to(PKG.parent)}:{line}: {text[:70]!r}" for line, text in _code_strings(path)
             if any(w in text for w in NAMED_ANYWHERE) or (" " not in text and NAMED_AS_KEY.search(text))]
 
 
-def _check_fake_module(tmp_path, relpath: str, text: str, check) -> List[str]:
+def _check_fake_module(tmp_path, relpath: str, text: str, check) -> list[str]:
     """``check(path)`` on a module ``relpath`` of a package written under ``tmp_path``."""
     global PKG
     src = tmp_path / "cdnet_reid" / relpath
@@ -175,7 +174,7 @@ def test_engine_and_utils_name_no_model_head_or_search_keys():
     assert not bad, "\n".join(bad)
 
 
-def construction_violations(path: Path) -> List[str]:
+def construction_violations(path: Path) -> list[str]:
     """Where ``path`` departs from the one construction protocol: a ``from_config`` that is not a
     classmethod ``(cls, cfg, ..., **context)`` returning keyword arguments (``-> dict``), a call
     of ``from_config`` outside ``utils.registry.build``, a signature sniffed with

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from tiny import TinyNet, tiny_cfg
+
 from cdnet_reid.modeling import build_model
 from cdnet_reid.modeling.heads import BLNeck
 from cdnet_reid.modeling.losses import cross_entropy_loss, triplet_loss

@@ -268,6 +268,7 @@ def test_evaluator_reranks_and_expands_like_the_references():
 
 def test_build_evaluator_passes_the_config_options(tmp_path, data_root):
     from tiny import tiny_cfg
+
     from cdnet_reid.engine import DefaultTrainer
 
     cfg = tiny_cfg(tmp_path, data_root, TEST__RERANK__ENABLED="True", TEST__RERANK__K1="7",

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny import tiny_opts
+
 from cdnet_reid.engine import DefaultTrainer, HookBase, run_main
 from cdnet_reid.engine.run_record import RunFolderError, RunLock
 
@@ -31,9 +31,8 @@ def test_overwrite_of_a_live_run_moves_nothing(tmp_path, data_root):
              "log.txt": b"live log"}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    code = ("import sys, time; sys.path.insert(0, %r); from cdnet_reid.engine.run_record import "
-            "RunLock; l = RunLock(%r).acquire(); print('locked', flush=True); time.sleep(60)"
-            % (ROOT, str(tmp_path)))
+    code = (f"import sys, time; sys.path.insert(0, {ROOT!r}); from cdnet_reid.engine.run_record import "
+            f"RunLock; l = RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)")
     live = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert live.stdout.readline().strip() == "locked"

@@ -13,15 +13,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-
 from tiny import tiny_cfg, tiny_opts
 from tiny import train as _train
+from torch import nn
+
 from cdnet_reid.engine import DefaultTrainer, HookBase, hooks, run_main
-from cdnet_reid.engine.run_record import RunFolderError, RunLock
 from cdnet_reid.engine.resume import ResumeMismatchError
-from cdnet_reid.utils.checkpoint import (Checkpointer, CheckpointError, IncompatibleCheckpointError,
-                                         find_last_checkpoint, read_checkpoint)
+from cdnet_reid.engine.run_record import RunFolderError, RunLock
+from cdnet_reid.utils.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    IncompatibleCheckpointError,
+    find_last_checkpoint,
+    read_checkpoint,
+)
 from cdnet_reid.utils.env import seed_all_rng
 
 SCRIPT = str(Path(__file__).resolve().parent / "tiny_train_net.py")
@@ -160,9 +165,9 @@ def test_overwrite_moves_the_previous_run_aside(tmp_path, data_root):
 
 @pytest.mark.slow
 def test_a_second_process_is_refused_while_a_run_holds_the_folder(tmp_path):
-    code = ("import sys, time; sys.path.insert(0, %r); from cdnet_reid.engine.run_record import "
-            "RunLock; l = RunLock(%r).acquire(); print('locked', flush=True); time.sleep(30)"
-            % (str(Path(__file__).resolve().parents[1]), str(tmp_path)))
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import sys, time; sys.path.insert(0, {root!r}); from cdnet_reid.engine.run_record import "
+            f"RunLock; l = RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(30)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

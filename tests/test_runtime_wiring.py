@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from tiny import tiny_cfg, tiny_opts
+
 from cdnet_reid import FeatureExtractor
 from cdnet_reid.cli import run_command
 from cdnet_reid.engine import DefaultTrainer

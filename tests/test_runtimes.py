@@ -5,14 +5,13 @@ matrix-product peak."""
 import numpy as np
 import pytest
 import torch
+from tiny import TinySyntheticReID, tiny_cfg
 from torch import nn
 
-from tiny import TinySyntheticReID, tiny_cfg
-from cdnet_reid.engine import DefaultTrainer
-from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx
 from cdnet_reid.config import ConfigError
-
+from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.engine.runtimes import RuntimeChoiceError, cpu_has_native_bf16, create_predictor, resolve_precision
+from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx
 from cdnet_reid.utils.checkpoint import Checkpointer
 
 pytest.importorskip("onnxruntime")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_cfg
 from torch import nn
 
-from tiny import tiny_cfg
 from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.modeling import build_model

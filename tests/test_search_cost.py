@@ -7,18 +7,24 @@ import sys
 
 import pytest
 import torch
-
+from test_search import search_cfg
 from tiny import tiny_cfg
+
 from cdnet_reid.config import ConfigError
 from cdnet_reid.modeling import build_model
 from cdnet_reid.modeling.space import load_genotype
 from cdnet_reid.search import SearchTrainer
 from cdnet_reid.search.cost import CostTerm, check_cost_config
-from cdnet_reid.search.cost_table import (CostTableError, build_cost_table, cost_matrix, genotype_cost,
-                                          load_cost_table, save_cost_table)
+from cdnet_reid.search.cost_table import (
+    CostTableError,
+    build_cost_table,
+    cost_matrix,
+    genotype_cost,
+    load_cost_table,
+    save_cost_table,
+)
 from cdnet_reid.utils.complexity import conv_linear_macs, inference_parameters, mac_analysis
 from cdnet_reid.utils.env import seed_all_rng
-from test_search import search_cfg
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 #: The tiny search: CNet space, width 0.25, 32x16 crops, 4 epochs of 3 iterations, a fast

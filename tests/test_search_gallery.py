@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from tiny import tiny_opts
+
 from cdnet_reid.apps import search_gallery as app
 from cdnet_reid.config import ConfigError
 from cdnet_reid.data.datasets import DATASET_REGISTRY

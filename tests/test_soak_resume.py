@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny import tiny_opts
 
 ROOT = Path(__file__).resolve().parents[1]

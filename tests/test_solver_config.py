@@ -4,11 +4,11 @@ value (one ``error:`` line with exit status 2 from the command line), and BASE_L
 import json
 
 import pytest
+from tiny import tiny_cfg, tiny_opts
 
 from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.engine import DefaultTrainer, main
 from cdnet_reid.solver import check_lr_schedule
-from tiny import tiny_cfg, tiny_opts
 
 
 def _cfg(*opts):

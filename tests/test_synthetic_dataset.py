@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cdnet_reid.data.datasets import DATASET_REGISTRY, SyntheticReID
-from cdnet_reid.data.datasets import synthetic, synthetic_cache
+from cdnet_reid.data.datasets import DATASET_REGISTRY, SyntheticReID, synthetic, synthetic_cache
 
 SMALL = dict(num_train_ids=6, num_test_ids=8, num_cameras=4, images_per_id=5, query_cams_per_id=2,
              gallery_per_id=5, num_distractors=7, num_junk=3, height=64, width=32, seed=3)

@@ -7,10 +7,10 @@ import os
 
 import pytest
 import torch
-
 from datagen import make_cifar_pickles, make_duke, make_imagenet, make_market
 from tiny import tiny_cfg
 from tiny import train as _train
+
 from cdnet_reid.config import get_cfg
 from cdnet_reid.data import TrainingSampler, build_cls_test_loader, build_cls_train_loader
 from cdnet_reid.engine import DefaultTrainer

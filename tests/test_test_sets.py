@@ -3,13 +3,13 @@ that escape the dataset folder or do not exist, and a test set in which no query
 one DatasetError naming the file (one ``error:`` line, exit status 2, from the command line)."""
 
 import pytest
+from datagen import write_image
+from tiny import tiny_opts
 
 from cdnet_reid.config import ConfigError, get_cfg
 from cdnet_reid.data import build_test_loader
 from cdnet_reid.data.datasets import CustomReID, DatasetError
 from cdnet_reid.engine import main
-from datagen import write_image
-from tiny import tiny_opts
 
 # (pid, camera) of the gallery images; queries are given per test
 GALLERY = [(10, 1), (10, 2), (42, 0), (42, 2), (0, 1)]

@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from cdnet_reid.engine import HookBase, SimpleTrainer
-from cdnet_reid.engine import train_loop
+from cdnet_reid.engine import HookBase, SimpleTrainer, train_loop
 from cdnet_reid.engine.resume import restore_rng_state
 from cdnet_reid.engine.train_loop import TrainingInterrupted
 from cdnet_reid.utils.checkpoint import CheckpointError

@@ -2,11 +2,11 @@
 SOLVER.ITERS_PER_EPOCH says otherwise; plain shuffling keeps images // batch."""
 
 import pytest
+from datagen import make_market
+from tiny import tiny_cfg
 
 from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.engine.trainer import ResumeMismatchError
-from datagen import make_market
-from tiny import tiny_cfg
 
 
 @pytest.fixture(scope="module")

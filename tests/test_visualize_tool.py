@@ -1,8 +1,8 @@
 """cdnet-reid visualize checks what it was asked before the (long) inference."""
 
 import pytest
-
 from tiny import tiny_cfg
+
 from cdnet_reid.apps import visualize as tool
 from cdnet_reid.config import ConfigError
 from cdnet_reid.engine import DefaultTrainer

@@ -5,10 +5,10 @@ from collections import OrderedDict
 from torch import nn
 
 from cdnet_reid.config import get_cfg
-from cdnet_reid.engine import DefaultTrainer, hooks
-from cdnet_reid.utils.env import seed_all_rng
 from cdnet_reid.data.datasets import DATASET_REGISTRY, SyntheticReID
+from cdnet_reid.engine import DefaultTrainer, hooks
 from cdnet_reid.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
+from cdnet_reid.utils.env import seed_all_rng
 
 
 @BACKBONE_REGISTRY.register()

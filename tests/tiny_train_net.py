@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 import tiny  # noqa: E402,F401  (registers TinyNet and TinySyntheticReID)
+
 import cdnet_reid.search  # noqa: E402,F401  (registers SearchTrainer)
 from cdnet_reid.engine import main  # noqa: E402
 

@@ -31,7 +31,8 @@ import importlib.util  # noqa: E402
 import os  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -72,7 +73,7 @@ class PeakRSS:
             self.peak = max(self.peak, current_rss())
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         gc.collect()
         self.before = self.peak = current_rss()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -30,10 +30,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from benchmark_eval import MB, SIZES, _loadavg, current_rss, make_data, max_rss, timed  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from cdnet_reid.apps.args import add_flag  # noqa: E402
-from benchmark_eval import MB, SIZES, _loadavg, current_rss, make_data, max_rss, timed  # noqa: E402
 from cdnet_reid.evaluation.query_expansion import average_query_expansion  # noqa: E402
 from cdnet_reid.evaluation.rank import evaluate_rank_chunks, evaluate_rank_features  # noqa: E402
 from cdnet_reid.evaluation.rerank import DEFAULT_CHUNK_BYTES, rerank_distance_chunks  # noqa: E402

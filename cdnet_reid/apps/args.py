@@ -17,7 +17,7 @@ logs a deprecation warning naming the new flag (:func:`add_flag`).
 
 import argparse
 import logging
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..engine.defaults import OneLineArgumentParser, add_config_arguments, setup_tool_cfg
 from ..engine.runtimes import PRECISIONS, RUNTIMES
@@ -28,7 +28,7 @@ __all__ = ["add_flag", "add_output", "add_output_dir", "add_runtime", "add_size"
            "tool_parser", "add_config_arguments", "setup_tool_cfg", "load_tool_model", "model_options"]
 
 
-def tool_parser(prog: Optional[str], doc: Optional[str]) -> argparse.ArgumentParser:
+def tool_parser(prog: str | None, doc: str | None) -> argparse.ArgumentParser:
     """A subcommand's parser: its docstring as the help text, one-line usage errors."""
     return OneLineArgumentParser(prog=prog, description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,7 +113,7 @@ def model_options(args) -> dict:
 
 
 
-def load_tool_model(cfg, args, *, device: Optional[str] = None):
+def load_tool_model(cfg, args, *, device: str | None = None):
     """``(model, cfg)`` of a tool: the checkpoint ``MODEL.WEIGHTS`` rebuilt by
     :func:`~cdnet_reid.modeling.load_model` under the command line's config rule
     (:func:`model_options`), in eval mode; without ``MODEL.WEIGHTS`` the config's model with

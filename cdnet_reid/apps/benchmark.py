@@ -53,8 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 from tabulate import tabulate
@@ -216,8 +216,7 @@ def peak_rows(model, size, base_rate, rows, device):
 
 def runtime_inference(model, cfg, args, device):
     """``(label, step, tmp)`` of the plain inference row in ``--runtime`` / ``--precision``."""
-    from ..engine.runtimes import create_predictor
-    from ..engine.runtimes import resolve_precision
+    from ..engine.runtimes import create_predictor, resolve_precision
     from ..modeling.fuse import to_bf16
 
     batch, size = args.batch_size, cfg.INPUT.SIZE_TEST
@@ -448,7 +447,7 @@ def allocator_training_comparison(cfg, args):
     return batch, rows
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     p = tool_parser(prog, __doc__)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--batch-size", type=int, default=32, help="inference batch")

@@ -9,18 +9,18 @@ convolutions and linear layers). The model runs in eval mode, so a re-ID model i
 computing its embedding (classifiers not run). NUM_CLASSES 0 is replaced by --num-classes.
 """
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from fvcore.nn import flop_count_table
 from tabulate import tabulate
 
 from ..modeling import build_model
-from .args import add_config_arguments, load_tool_model, setup_tool_cfg, tool_parser
 from ..utils.complexity import conv_linear_macs, count_parameters, inference_parameters, mac_analysis
+from .args import add_config_arguments, load_tool_model, setup_tool_cfg, tool_parser
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     p = tool_parser(prog, __doc__)
     p.add_argument("--num-classes", type=int, default=751,
                    help="classifier size when the config's MODEL.HEADS.NUM_CLASSES is 0 (Market: 751)")

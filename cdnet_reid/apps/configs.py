@@ -5,14 +5,14 @@
     cdnet-reid train --config-file Market/cdnet.yml
 """
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..config.packaged import configs_folder, list_configs
 from ..version import __version__
 from .args import tool_parser
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     tool_parser(prog, __doc__).parse_args(argv)
     print(f"configs shipped with cdnet-reid {__version__} ({configs_folder()}):")
     for name in list_configs():

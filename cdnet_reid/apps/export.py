@@ -45,7 +45,7 @@ import functools
 import os
 import statistics
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -97,7 +97,7 @@ def time_predictors(predictors: dict, size, batch: int, runs: int) -> dict:
     return {name: statistics.median(rate for rate, _, _ in r) for name, r in results.items()}
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     parser = tool_parser(prog, __doc__)
     add_output(parser, "the .onnx file to write (--for boxmot: x.onnx, x.torchscript or x_openvino_model)")
     parser.add_argument("--for", dest="target", choices=["onnx", "boxmot"], default="onnx",

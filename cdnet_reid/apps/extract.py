@@ -50,7 +50,7 @@ package's ``add_*_config`` functions are applied before the YAML), e.g.
 import csv
 import os
 import time
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def check_names(path: str, names: Sequence[str]) -> None:
                              f".csv output instead ({len(bad)} such name(s))")
 
 
-def write_features(path: str, feats: np.ndarray, names: Sequence[str]) -> List[str]:
+def write_features(path: str, feats: np.ndarray, names: Sequence[str]) -> list[str]:
     """Write the N x D ``feats`` of the images ``names`` in the format of ``path``'s suffix
     (:data:`OUTPUT_FORMATS`), each file atomically; returns the files written."""
     fmt = output_format(path)
@@ -121,7 +121,7 @@ def write_features(path: str, feats: np.ndarray, names: Sequence[str]) -> List[s
     return [path, paths_file]
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     parser = tool_parser(prog, __doc__)
     parser.add_argument("--input", required=True, help="folder of images, or a text file of paths")
     add_output(parser, "feats.npy (+ feats.paths.txt), feats.npz or feats.csv")

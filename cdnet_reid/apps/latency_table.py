@@ -15,7 +15,7 @@ head. Latencies are milliseconds per image (a batch of ``--batch-size`` images, 
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from tabulate import tabulate
@@ -23,8 +23,15 @@ from tabulate import tabulate
 from ..config import ConfigError
 from ..engine.defaults import add_config_arguments, setup_tool_cfg
 from ..modeling.space.genotype import GenotypeError, load_genotype
-from ..search.cost_table import (KINDS, RUNTIMES, RuntimeUnavailableError, build_cost_table, genotype_cost,
-                                 load_cost_table, save_cost_table)
+from ..search.cost_table import (
+    KINDS,
+    RUNTIMES,
+    RuntimeUnavailableError,
+    build_cost_table,
+    genotype_cost,
+    load_cost_table,
+    save_cost_table,
+)
 
 
 def summary(table: dict, genotype=None) -> str:
@@ -48,7 +55,7 @@ def summary(table: dict, genotype=None) -> str:
                                   tablefmt="pipe")
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runtime", choices=RUNTIMES, default="torch", help="where the blocks are timed")

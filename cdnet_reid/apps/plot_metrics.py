@@ -9,14 +9,14 @@ writes the same picture to ``OUTPUT_DIR/training_curves.png`` when it ends.
 """
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..utils.file_io import InputFileError
 from ..utils.visualizer import plot_training_curves
 from .args import add_output, tool_parser
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     parser = tool_parser(prog, __doc__)
     parser.add_argument("run", help="a run's OUTPUT_DIR or its metrics.json")
     add_output(parser, "PNG path (default: next to metrics.json)", required=False)

@@ -11,14 +11,14 @@ entropy per epoch and the chosen genotype.
 """
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..search.plot import PICTURE, plot_search, read_search_history
 from ..utils.file_io import InputFileError
 from .args import add_output, tool_parser
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     parser = tool_parser(prog, __doc__)
     parser.add_argument("run", help="the OUTPUT_DIR of a search (TRAINER.NAME SearchTrainer)")
     add_output(parser, f"PNG path (default: <run>/{PICTURE})", required=False)

@@ -14,7 +14,7 @@ wherever a genotype is (``MODEL.BACKBONE.GENOTYPE``).
 
 import json
 import random
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from ..modeling.space.genotype import CANDIDATES, Genotype, save_genotype
 from .args import add_output, tool_parser
@@ -35,7 +35,7 @@ def random_genotype(space: str, seed: int, num_layers: int = 6) -> Genotype:
                                   "(random.Random(seed).randrange)"})
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     parser = tool_parser(prog, __doc__)
     parser.add_argument("--space", choices=sorted(CANDIDATES), default="cdnet")
     parser.add_argument("--seed", type=int, required=True)

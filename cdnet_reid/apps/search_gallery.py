@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import zipfile
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -46,8 +46,7 @@ from ..engine.predictor import DefaultPredictor
 from ..engine.runtimes import create_predictor
 from ..evaluation.gallery_search import INDEXES, exact_topk, faiss_topk, search
 from ..utils.file_io import InputFileError, atomic_write, spreadsheet_safe
-from .args import (add_config_arguments, add_output, add_runtime, add_topk, model_options, setup_tool_cfg,
-                   tool_parser)
+from .args import add_config_arguments, add_output, add_runtime, add_topk, model_options, setup_tool_cfg, tool_parser
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def _fingerprint(predictor: DefaultPredictor, paths: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def embed(predictor: DefaultPredictor, paths: Sequence[str]) -> Tuple[np.ndarray, List[str]]:
+def embed(predictor: DefaultPredictor, paths: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """``(embeddings, paths embedded)``: the L2-normalised float32 embeddings (K x D) of the
     readable images of ``paths`` and those K paths. Unreadable images stop the run or are left
     out by the predictor's ``DATALOADER.ON_BAD_IMAGE``, as in feature extraction
@@ -89,7 +88,7 @@ def embed(predictor: DefaultPredictor, paths: Sequence[str]) -> Tuple[np.ndarray
 _CACHE_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
 
 
-def _read_cache(cache: str, key: str, paths: Sequence[str]) -> Optional[Tuple[np.ndarray, List[str]]]:
+def _read_cache(cache: str, key: str, paths: Sequence[str]) -> tuple[np.ndarray, list[str]] | None:
     """The cached ``(embeddings, paths)`` when ``cache`` holds these files embedded by this
     model; ``None`` (logged) when it was made for another model or gallery, or is unreadable
     (e.g. a write killed by an older version, which did not write atomically)."""
@@ -107,7 +106,7 @@ def _read_cache(cache: str, key: str, paths: Sequence[str]) -> Optional[Tuple[np
     return None
 
 
-def gallery_features(predictor, paths: Sequence[str], cache: str = "") -> Tuple[np.ndarray, List[str]]:
+def gallery_features(predictor, paths: Sequence[str], cache: str = "") -> tuple[np.ndarray, list[str]]:
     """``(embeddings, paths embedded)`` of the gallery (see :func:`embed`), from ``cache`` when it
     holds these files embedded by this model under this config (bad-image policy included);
     else embedded and, with ``cache``, written there atomically under exactly that name."""
@@ -125,7 +124,7 @@ def gallery_features(predictor, paths: Sequence[str], cache: str = "") -> Tuple[
 
 
 # -------------------------------------------------------------------------------------- output
-def market_labels(paths: Sequence[str]) -> Optional[List[Tuple[int, int]]]:
+def market_labels(paths: Sequence[str]) -> list[tuple[int, int]] | None:
     """``(pid, camid)`` of every path when all follow Market-1501 naming, else ``None``."""
     labels = []
     for p in paths:
@@ -144,7 +143,7 @@ def results_stem(out: str) -> str:
     return stem
 
 
-def write_results(out: str, q_paths, g_paths, dist: np.ndarray, idx: np.ndarray) -> List[str]:
+def write_results(out: str, q_paths, g_paths, dist: np.ndarray, idx: np.ndarray) -> list[str]:
     """``<stem>.csv`` and ``<stem>.json`` (each written atomically); returns both paths."""
     stem = results_stem(out)
     with atomic_write(stem + ".csv", "w") as f:
@@ -160,7 +159,7 @@ def write_results(out: str, q_paths, g_paths, dist: np.ndarray, idx: np.ndarray)
     return [stem + ".csv", stem + ".json"]
 
 
-def visualize(folder: str, q_paths, g_paths, dist, idx) -> List[str]:
+def visualize(folder: str, q_paths, g_paths, dist, idx) -> list[str]:
     """One rank-list picture per query in ``folder``, naming every file it shows."""
     from ..utils.visualizer import plot_rank_list
 
@@ -177,13 +176,13 @@ def visualize(folder: str, q_paths, g_paths, dist, idx) -> List[str]:
     return written
 
 
-def _left_out(paths: Sequence[str], kept: Sequence[str]) -> List[str]:
+def _left_out(paths: Sequence[str], kept: Sequence[str]) -> list[str]:
     """The ``paths`` not in ``kept`` (unreadable images skipped), in order."""
     kept = set(kept)
     return [p for p in paths if p not in kept]
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     p = tool_parser(prog, __doc__)
     p.add_argument("--query", required=True, help="folder of query crops, or a text file of paths")
     p.add_argument("--gallery", required=True, help="folder of gallery crops, or a text file of paths")

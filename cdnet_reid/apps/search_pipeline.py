@@ -37,7 +37,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from tabulate import tabulate
 
@@ -109,7 +109,7 @@ def complexity(output_dir: str) -> dict:
             "layers": [list(e) for e in model.backbone.genotype.layers]}
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     parser = tool_parser(prog, __doc__)
     parser.add_argument("--search-config", default="Synthetic/search_cdnet.yml",
                         help="a config path or a shipped config name (default Synthetic/search_cdnet.yml)")

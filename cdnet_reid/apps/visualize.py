@@ -24,17 +24,23 @@ Query indices count the dataset's query list (0-based). Projects' backbones: add
 
 import argparse
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from ..engine import DefaultTrainer
-from ..evaluation import (ReidEvaluator, evaluate_rank, inference_on_dataset,
-                                  junk_mask, pair_distances, print_results, ranked_gallery)
 from ..config import ConfigError
+from ..engine import DefaultTrainer
+from ..evaluation import (
+    ReidEvaluator,
+    evaluate_rank,
+    inference_on_dataset,
+    junk_mask,
+    pair_distances,
+    print_results,
+    ranked_gallery,
+)
 from ..utils.visualizer import plot_rank_list, plot_rank_summary
-from .args import (add_config_arguments, add_flag, add_output_dir, add_topk, model_options, setup_tool_cfg,
-                   tool_parser)
+from .args import add_config_arguments, add_flag, add_output_dir, add_topk, model_options, setup_tool_cfg, tool_parser
 
 
 def visualize_dataset(cfg, model, name: str, out_dir: str, *, queries=None, worst: int = 8,
@@ -95,7 +101,7 @@ def _indices(text: str):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
     parser = tool_parser(prog, __doc__)
     add_output_dir(parser, "folder of the PNG files")
     parser.add_argument("--dataset", action="append", default=[],

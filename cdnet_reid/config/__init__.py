@@ -8,11 +8,11 @@ config naming those keys loads once the component is imported (as its registry n
 then too).
 """
 
-from typing import Callable, List
+from collections.abc import Callable
 
 from .config import CfgNode, ConfigError, config_file_keys, override_keys
 
-_CONFIG_FUNCTIONS: List[Callable[[CfgNode], None]] = []
+_CONFIG_FUNCTIONS: list[Callable[[CfgNode], None]] = []
 
 
 def register_config(fn: Callable[[CfgNode], None]) -> Callable[[CfgNode], None]:

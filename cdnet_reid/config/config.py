@@ -4,7 +4,8 @@ included it, or the command line)."""
 
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import yaml
 from fvcore.common.config import BASE_KEY
@@ -34,7 +35,7 @@ class CfgNode(_FvcoreCfgNode):
     # Files
     # ----------------------------------------------------------------------------------------- #
     @classmethod
-    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> dict[str, Any]:
         """fvcore's ``load_yaml_with_base`` (same result), with errors that name the file and the
         chain of files that included it. Keys are not checked against any tree here."""
         return cls._load_yaml_chain(filename, filename, (), allow_unsafe, None, ())
@@ -42,7 +43,7 @@ class CfgNode(_FvcoreCfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file and its ``_BASE_`` files, each checked against this tree on its own."""
 
-        def check(own: Dict[str, Any], where: str) -> None:
+        def check(own: dict[str, Any], where: str) -> None:
             # Merge this file's own keys into a scratch copy of the tree: unknown keys and wrong
             # types are reported here, with the file they are in.
             scratch = self.clone()
@@ -60,8 +61,8 @@ class CfgNode(_FvcoreCfgNode):
 
     @classmethod
     def _load_yaml_chain(cls, filename: str, shown: str, includers: Sequence[str], allow_unsafe: bool,
-                         check: Optional[Callable[[Dict[str, Any], str], None]],
-                         chain: Sequence[str]) -> Dict[str, Any]:
+                         check: Callable[[dict[str, Any], str], None] | None,
+                         chain: Sequence[str]) -> dict[str, Any]:
         """The dict of ``filename`` with its ``_BASE_`` files merged underneath (fvcore semantics).
 
         ``shown`` is how the file is named in messages; ``includers`` the files that include it,
@@ -90,7 +91,7 @@ class CfgNode(_FvcoreCfgNode):
         if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
             raise ConfigError(f"in config file {where}: {BASE_KEY} must be a file name or a list of "
                               f"file names, got {bases!r}")
-        merged: Dict[str, Any] = {}
+        merged: dict[str, Any] = {}
         for base in bases:
             path = _base_path(base, filename)
             base_shown = _display_path(path)
@@ -153,7 +154,7 @@ class CfgNode(_FvcoreCfgNode):
             raise ConfigError(f"in command-line overrides: {_message(e)}") from e
 
 
-def config_file_keys(path: str) -> List[str]:
+def config_file_keys(path: str) -> list[str]:
     """The dotted keys a config file sets, its ``_BASE_`` files included (none for ``""``)."""
     if not path:
         return []
@@ -168,7 +169,7 @@ def config_file_keys(path: str) -> List[str]:
     return list(leaves(CfgNode.load_yaml_with_base(path), ""))
 
 
-def override_keys(opts: Sequence[Any]) -> List[str]:
+def override_keys(opts: Sequence[Any]) -> list[str]:
     """The keys of a ``KEY VALUE ...`` override list (what the user set explicitly)."""
     items = [x for x in opts or [] if x != "--"]
     return [str(k) for k in items[0::2]]
@@ -196,7 +197,7 @@ def _included_by(includers: Sequence[str], bare: bool = False) -> str:
     return f", {chain}" if bare else f" ({chain})"
 
 
-def _merge_dicts(a: Dict[str, Any], b: Dict[str, Any], where: str, prefix: List[str]) -> None:
+def _merge_dicts(a: dict[str, Any], b: dict[str, Any], where: str, prefix: list[str]) -> None:
     """Merge dict ``a`` into ``b`` (values of ``a`` win), as fvcore does for ``_BASE_`` files."""
     for k, v in a.items():
         if isinstance(v, dict) and k in b:

@@ -4,7 +4,6 @@ named relative to that folder (``Market/cdnet.yml``) from an installed package i
 
 import os
 from pathlib import Path
-from typing import List, Optional
 
 __all__ = ["configs_folder", "list_configs", "resolve_config_file"]
 
@@ -12,7 +11,7 @@ __all__ = ["configs_folder", "list_configs", "resolve_config_file"]
 CONFIG_SUFFIXES = (".yml", ".yaml")
 
 
-def configs_folder() -> Optional[Path]:
+def configs_folder() -> Path | None:
     """The folder of the shipped configs: ``cdnet_reid/configs`` in an installed wheel, the
     checkout's ``configs/`` when running from a clone; ``None`` if neither exists."""
     package = Path(__file__).resolve().parents[1]
@@ -22,7 +21,7 @@ def configs_folder() -> Optional[Path]:
     return None
 
 
-def list_configs() -> List[str]:
+def list_configs() -> list[str]:
     """The shipped config names (paths relative to :func:`configs_folder`), sorted."""
     folder = configs_folder()
     if folder is None:

@@ -4,10 +4,24 @@ A dataset's ``task`` attribute (``"reid"``, ``"classification"``) selects how it
 evaluated: one :func:`register_task` call per task names its loaders and its evaluator.
 """
 
-from .build import (TASK_REGISTRY, InfiniteLoader, Task, TestLoader, build_dataset, build_inference_loader,
-                    build_infinite_loader, build_reid_test_loader, build_reid_train_loader,
-                    build_reid_train_set, build_test_loader, build_train_loader, dataset_task,
-                    register_task, resolve_data_root, train_task)
+from .build import (
+                    TASK_REGISTRY,
+                    InfiniteLoader,
+                    Task,
+                    TestLoader,
+                    build_dataset,
+                    build_inference_loader,
+                    build_infinite_loader,
+                    build_reid_test_loader,
+                    build_reid_train_loader,
+                    build_reid_train_set,
+                    build_test_loader,
+                    build_train_loader,
+                    dataset_task,
+                    register_task,
+                    resolve_data_root,
+                    train_task,
+)
 from .classification import build_cls_test_loader, build_cls_train_loader
 from .common import ImageDataset, SeededSampler, load_image, read_image
 from .datasets import DATASET_REGISTRY, ClassificationDataset, ReidDataset

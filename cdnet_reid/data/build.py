@@ -2,7 +2,8 @@
 
 import logging
 import os
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader
@@ -93,7 +94,7 @@ class InfiniteLoader(DataLoader):
         self.images_per_batch = batch_size
 
     @property
-    def epoch_length(self) -> Optional[int]:
+    def epoch_length(self) -> int | None:
         """Batches per epoch as the index sampler states it (``IdentitySampler.epoch_length``),
         or None when it states none (plain shuffling)."""
         return getattr(self.batch_sampler.sampler.sampler, "epoch_length", None)
@@ -130,7 +131,7 @@ class TestLoader(NamedTuple):
     """What every test-loader builder returns: the ``loader`` and ``meta``, what the task's
     evaluator needs besides the outputs (``from_config(cfg, **meta)``; e.g. ``num_query``)."""
     loader: DataLoader
-    meta: Dict[str, Any]
+    meta: dict[str, Any]
 
 
 def build_reid_test_loader(cfg, dataset_name: str) -> TestLoader:

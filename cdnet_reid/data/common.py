@@ -11,7 +11,7 @@ run resumed at iteration *t* sees exactly the batches the uninterrupted run saw 
 import logging
 import os
 import random
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class SeededSampler(Sampler):
     def set_start(self, position: int) -> None:
         self.start = int(position)
 
-    def __iter__(self) -> Iterator[Tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         for pos, index in enumerate(self.sampler):
             if pos < self.start:
                 continue
@@ -103,9 +103,9 @@ class ImageDataset(Dataset):
     ``num_skipped`` counts the skipped samples of all loader workers.
     """
 
-    def __init__(self, items: Sequence[Tuple], transform: Optional[Callable] = None, *,
+    def __init__(self, items: Sequence[tuple], transform: Callable | None = None, *,
                  on_bad_image: str = "fail", replace: str = "same_id",
-                 num_classes: Optional[int] = None):
+                 num_classes: int | None = None):
         if on_bad_image not in BAD_IMAGE_POLICIES:
             raise ValueError(f"DATALOADER.ON_BAD_IMAGE must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
         if replace not in ("same_id", "placeholder"):
@@ -117,7 +117,7 @@ class ImageDataset(Dataset):
         self.replace = replace
         self._num_classes = num_classes
         self._bad: set = set()
-        self._by_pid: Optional[Dict[int, List[int]]] = None
+        self._by_pid: dict[int, list[int]] | None = None
         # shared with the loader workers (shared memory), so the main process sees their count
         self._skipped = torch.zeros(1, dtype=torch.int64).share_memory_() if on_bad_image == "skip" else None
 
@@ -133,7 +133,7 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, seed = key if isinstance(key, tuple) else (key, None)
         src, pid, camid = self.items[index]
         valid = True
@@ -157,7 +157,7 @@ class ImageDataset(Dataset):
             raise OSError(f"{_source_name(src, index)} could not be read earlier")
         return load_image(src)
 
-    def _recover(self, index: int, seed: Optional[int], err: Exception):
+    def _recover(self, index: int, seed: int | None, err: Exception):
         """``(image, index it came from)`` for an unreadable item under the "skip" policy."""
         src, pid, _ = self.items[index]
         name = _source_name(src, index)
@@ -203,7 +203,7 @@ def _source_name(src, index: int) -> str:
     return f"<in-memory image #{index}>"
 
 
-def _seeded_call(fn: Callable, arg, seed: Optional[int]):
+def _seeded_call(fn: Callable, arg, seed: int | None):
     if seed is None:
         return fn(arg)
     if get_worker_info() is not None:  # worker process: its global RNGs are ours to set
@@ -223,13 +223,13 @@ def _seeded_call(fn: Callable, arg, seed: Optional[int]):
             random.setstate(state)
 
 
-def concat_train_items(splits: List[Tuple[str, Sequence[Tuple[str, int, int]]]]) -> List[Tuple[str, int, int]]:
+def concat_train_items(splits: list[tuple[str, Sequence[tuple[str, int, int]]]]) -> list[tuple[str, int, int]]:
     """Concatenate the (already relabelled 0..N-1) training lists of several datasets.
 
     Pids are namespaced by offsetting each dataset by the number of ids before it, so identities
     of different datasets never collide. Camera ids are offset the same way.
     """
-    out: List[Tuple[str, int, int]] = []
+    out: list[tuple[str, int, int]] = []
     pid_offset = cam_offset = 0
     for _, items in splits:
         if not items:

@@ -21,7 +21,7 @@ one).
 
 import itertools
 from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from ..utils import comm
 __all__ = ["TrainingSampler", "InferenceSampler", "IdentitySampler", "identity_epoch_length"]
 
 
-def _resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
+def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     """``(rank, world_size)``, defaulting to the values of :mod:`cdnet_reid.utils.comm`."""
     world_size = comm.get_world_size() if world_size is None else int(world_size)
     rank = comm.get_rank() if rank is None else int(rank)
@@ -43,7 +43,7 @@ def _resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, 
     return rank, world_size
 
 
-def _resolve_seed(seed: Optional[int]) -> int:
+def _resolve_seed(seed: int | None) -> int:
     """The given seed, or one drawn on rank 0 and shared by every rank when ``seed`` is None."""
     if seed is None:
         seed = comm.shared_random_seed()
@@ -73,8 +73,8 @@ class TrainingSampler(Sampler[int]):
             ``comm.get_world_size()``. Mainly useful for tests.
     """
 
-    def __init__(self, size: int, shuffle: bool = True, seed: Optional[int] = None, *,
-                 rank: Optional[int] = None, world_size: Optional[int] = None):
+    def __init__(self, size: int, shuffle: bool = True, seed: int | None = None, *,
+                 rank: int | None = None, world_size: int | None = None):
         size = int(size)
         if size <= 0:
             raise ValueError(f"TrainingSampler needs a non-empty dataset, got size={size}")
@@ -110,8 +110,8 @@ class InferenceSampler(Sampler[int]):
     Ranks may receive empty shards when ``size < W``. ``len()`` is this rank's shard size.
     """
 
-    def __init__(self, size: int, *, rank: Optional[int] = None,
-                 world_size: Optional[int] = None):
+    def __init__(self, size: int, *, rank: int | None = None,
+                 world_size: int | None = None):
         size = int(size)
         if size < 0:
             raise ValueError(f"InferenceSampler size must be >= 0, got {size}")
@@ -120,7 +120,7 @@ class InferenceSampler(Sampler[int]):
         self._begin, self._end = self.shard_range(size, self._rank, self._world_size)
 
     @staticmethod
-    def shard_range(size: int, rank: int, world_size: int) -> Tuple[int, int]:
+    def shard_range(size: int, rank: int, world_size: int) -> tuple[int, int]:
         """``(begin, end)`` of ``rank``'s shard of ``range(size)`` split over ``world_size``."""
         base, extra = divmod(size, world_size)
         begin = rank * base + min(rank, extra)
@@ -180,8 +180,8 @@ class IdentitySampler(Sampler[int]):
     """
 
     def __init__(self, pids: Sequence[int], batch_size: int, num_instances: int,
-                 seed: Optional[int] = None, *, rank: Optional[int] = None,
-                 world_size: Optional[int] = None):
+                 seed: int | None = None, *, rank: int | None = None,
+                 world_size: int | None = None):
         batch_size, num_instances = int(batch_size), int(num_instances)
         self._rank, self._world_size = _resolve_rank(rank, world_size)
         if num_instances < 1:
@@ -198,7 +198,7 @@ class IdentitySampler(Sampler[int]):
                 f"IMS_PER_BATCH={batch_size} with NUM_INSTANCE={num_instances} gives {num_ids} "
                 f"identities per batch, which cannot be split over {self._world_size} processes")
 
-        index_dic: Dict[int, List[int]] = OrderedDict()
+        index_dic: dict[int, list[int]] = OrderedDict()
         for index, pid in enumerate(pids):
             index_dic.setdefault(int(pid), []).append(index)
         if len(index_dic) < num_ids:
@@ -208,8 +208,8 @@ class IdentitySampler(Sampler[int]):
                 f"identities ({len(pids)} images)")
 
         # Sorted pid order makes the stream independent of the order of the dataset's items.
-        self._pids: List[int] = sorted(index_dic)
-        self._index_lists: List[np.ndarray] = [np.asarray(index_dic[p], dtype=np.int64)
+        self._pids: list[int] = sorted(index_dic)
+        self._index_lists: list[np.ndarray] = [np.asarray(index_dic[p], dtype=np.int64)
                                                for p in self._pids]
         self._batch_size = batch_size
         self._num_instances = num_instances
@@ -249,15 +249,15 @@ class IdentitySampler(Sampler[int]):
             for chunk in global_batch[lo:hi]:
                 yield from chunk
 
-    def _infinite_batches(self) -> Iterator[List[List[int]]]:
+    def _infinite_batches(self) -> Iterator[list[list[int]]]:
         """Infinite sequence of global batches, each a list of P chunks of K indices."""
         rng = np.random.default_rng(self._seed)
         while True:
             yield from self._one_round(rng)
 
-    def _one_round(self, rng: np.random.Generator) -> Iterator[List[List[int]]]:
+    def _one_round(self, rng: np.random.Generator) -> Iterator[list[list[int]]]:
         k = self._num_instances
-        chunks: List[List[List[int]]] = []
+        chunks: list[list[list[int]]] = []
         for idxs in self._index_lists:
             if len(idxs) < k:
                 idxs = rng.choice(idxs, size=k, replace=True)

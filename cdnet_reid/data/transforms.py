@@ -10,12 +10,12 @@ All randomness comes from torch's RNG, which ``DataLoader`` seeds differently in
 """
 
 import math
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 import torchvision.transforms as T
+from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from ..utils.image import to_rgb
@@ -29,7 +29,7 @@ RESIZE_BACKENDS = ("pil", "cv2")
 # ImageNet mean in 0-255 units (the default of MODEL.PIXEL_MEAN).
 _IMAGENET_MEAN = (123.675, 116.28, 103.53)
 
-Fill = Union[float, Sequence[float]]
+Fill = float | Sequence[float]
 
 
 class ToUint8Tensor:
@@ -208,7 +208,7 @@ class Cutout:
         inplace: modify the input tensor instead of a copy.
     """
 
-    def __init__(self, length: int, fill: Optional[Fill] = None, inplace: bool = False):
+    def __init__(self, length: int, fill: Fill | None = None, inplace: bool = False):
         if int(length) < 0:
             raise ValueError(f"Cutout length must be >= 0, got {length}")
         self.length = int(length)

@@ -5,8 +5,15 @@ It knows no particular model or trainer subclass: models describe what they need
 """
 
 from . import hooks
-from .defaults import (add_config_arguments, default_argument_parser, default_setup, main, run_main,
-                       setup_cfg, setup_tool_cfg)
+from .defaults import (
+                       add_config_arguments,
+                       default_argument_parser,
+                       default_setup,
+                       main,
+                       run_main,
+                       setup_cfg,
+                       setup_tool_cfg,
+)
 from .launch import launch
 from .predictor import DefaultPredictor, OnnxPredictor, Predictor
 from .runtimes import Bf16TorchPredictor, OpenVinoPredictor, create_predictor

@@ -14,27 +14,33 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Callable, List, Optional, Sequence, Type
 
 import torch
 
 from ..config import CfgNode, ConfigError, config_file_keys, get_cfg, override_keys
 from ..config.packaged import resolve_config_file
+from ..data.datasets.layout import DatasetLayoutError
 from ..utils import comm
+from ..utils.checkpoint import CheckpointError
 from ..utils.env import collect_env_info, seed_all_rng, setup_cpu_allocator
-from ..utils.file_io import PathManager
+from ..utils.file_io import InputFileError, PathManager, remove_stale_temp_files
 from ..utils.logger import setup_logger
 from ..utils.registry import lookup
-from .launch import DEFAULT_TIMEOUT, SilentProcessError, launch
-from .runtimes import PRECISIONS, RUNTIMES
-from ..utils.checkpoint import CheckpointError
-from ..utils.file_io import InputFileError, remove_stale_temp_files
-from ..data.datasets.layout import DatasetLayoutError
-from .run_record import (RunFolderError, RunFolderGuard, claim_output_dir, ensure_output_dir,
-                         resolve_seed, write_config, write_env)
-from .train_loop import EXIT_INTERRUPTED, TrainingInterrupted
 from . import hooks
+from .launch import DEFAULT_TIMEOUT, SilentProcessError, launch
+from .run_record import (
+    RunFolderError,
+    RunFolderGuard,
+    claim_output_dir,
+    ensure_output_dir,
+    resolve_seed,
+    write_config,
+    write_env,
+)
+from .runtimes import PRECISIONS, RUNTIMES
+from .train_loop import EXIT_INTERRUPTED, TrainingInterrupted
 from .trainer import TRAINER_REGISTRY, ResumeMismatchError
 
 #: Errors caused by the command line, the config or the files it names (reported in one line).
@@ -76,7 +82,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def default_argument_parser(description: str = "cdnet-reid training and evaluation",
-                            prog: Optional[str] = None, epilog: Optional[str] = None) -> argparse.ArgumentParser:
+                            prog: str | None = None, epilog: str | None = None) -> argparse.ArgumentParser:
     """The CLI of ``tools/train_net.py`` (and of every project's ``train_net.py``)."""
     p = OneLineArgumentParser(
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -128,7 +134,7 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def import_modules(specs: Sequence[str]) -> List[ModuleType]:
+def import_modules(specs: Sequence[str]) -> list[ModuleType]:
     """Import every module of ``specs`` (dotted names or paths, see the module docstring)."""
     modules = []
     for spec in specs:
@@ -146,9 +152,9 @@ def import_modules(specs: Sequence[str]) -> List[ModuleType]:
     return modules
 
 
-def _config_functions(modules: Sequence[ModuleType]) -> List[Callable[[CfgNode], None]]:
+def _config_functions(modules: Sequence[ModuleType]) -> list[Callable[[CfgNode], None]]:
     """The ``add_*_config`` functions of ``modules`` (each once, in import order)."""
-    fns: List[Callable] = []
+    fns: list[Callable] = []
     for mod in modules:
         for name in sorted(dir(mod)):
             fn = getattr(mod, name)
@@ -157,7 +163,7 @@ def _config_functions(modules: Sequence[ModuleType]) -> List[Callable[[CfgNode],
     return fns
 
 
-def _absolute_config_paths(cfg: CfgNode, config_dir: str, node: Optional[CfgNode] = None) -> None:
+def _absolute_config_paths(cfg: CfgNode, config_dir: str, node: CfgNode | None = None) -> None:
     """A relative path in a YAML file that names a file next to that config file becomes absolute
     (e.g. ``MODEL.BACKBONE.GENOTYPE: my_genotype.json``), so a run does not depend on the working
     directory; every other value is left alone."""
@@ -171,7 +177,7 @@ def _absolute_config_paths(cfg: CfgNode, config_dir: str, node: Optional[CfgNode
                 node[key] = candidate
 
 
-def setup_cfg(args: argparse.Namespace, extra_config: Optional[Callable[[CfgNode], None]] = None,
+def setup_cfg(args: argparse.Namespace, extra_config: Callable[[CfgNode], None] | None = None,
               *, freeze: bool = True) -> CfgNode:
     """The config of an entry point: defaults <- a project's keys (``extra_config`` and the
     ``add_*_config`` functions of ``--import-module``) <- YAML file <- ``KEY VALUE`` overrides."""
@@ -233,8 +239,8 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
         torch.backends.cudnn.deterministic = True
 
 
-def run_main(args: argparse.Namespace, trainer_cls: Optional[Type] = None,
-             extra_config: Optional[Callable[[CfgNode], None]] = None):
+def run_main(args: argparse.Namespace, trainer_cls: type | None = None,
+             extra_config: Callable[[CfgNode], None] | None = None):
     """The body of every ``train_net.py``: set up, then evaluate (``--eval-only``) or train.
 
     The trainer is ``trainer_cls``, else the class registered in ``TRAINER_REGISTRY`` under
@@ -317,10 +323,10 @@ def _folder_error(output_dir: str):
     return None
 
 
-def main(argv: Optional[Sequence[str]] = None, *, trainer_cls: Optional[Type] = None,
-         extra_config: Optional[Callable[[CfgNode], None]] = None,
-         description: str = "cdnet-reid training and evaluation", prog: Optional[str] = None,
-         epilog: Optional[str] = None):
+def main(argv: Sequence[str] | None = None, *, trainer_cls: type | None = None,
+         extra_config: Callable[[CfgNode], None] | None = None,
+         description: str = "cdnet-reid training and evaluation", prog: str | None = None,
+         epilog: str | None = None):
     """Parse ``argv`` (default: ``sys.argv[1:]``) and :func:`launch` :func:`run_main` in every
     process: the whole of a ``train_net.py``. ``trainer_cls`` and ``extra_config`` must be
     importable (module-level) objects, since the worker processes are spawned.

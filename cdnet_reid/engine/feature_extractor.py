@@ -2,7 +2,7 @@
 counterpart of torchreid's ``FeatureExtractor``)."""
 
 import os
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 
@@ -42,8 +42,8 @@ class FeatureExtractor:
     :class:`~cdnet_reid.engine.DefaultPredictor` with the model's config (and of the evaluator).
     """
 
-    def __init__(self, weights: Union[str, os.PathLike], *, config_file: Optional[str] = None,
-                 device: Optional[str] = None, runtime: str = "torch", precision: str = "auto",
+    def __init__(self, weights: str | os.PathLike, *, config_file: str | None = None,
+                 device: str | None = None, runtime: str = "torch", precision: str = "auto",
                  input_format: str = "RGB", overrides: Sequence[str] = (), threads: int = 0):
         weights = os.fspath(weights)
         check_input_format(input_format)
@@ -83,7 +83,7 @@ class FeatureExtractor:
         parts = [self.predictor.embed(batch[i:i + step]) for i in range(0, len(batch), step)]
         return torch.cat(parts) if parts else torch.zeros(0, 0)
 
-    def __call__(self, images: Union[ImageLike, Sequence[ImageLike], torch.Tensor]) -> torch.Tensor:
+    def __call__(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor) -> torch.Tensor:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
             if images.dtype == torch.uint8:
                 images = list(images)

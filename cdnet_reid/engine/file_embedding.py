@@ -3,7 +3,8 @@
 
 import re
 import sys
-from typing import Iterator, List, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ class Embeddings(NamedTuple):
     (into the input paths, ascending) of the images read; ``skipped``: the input paths that could
     not be read (``DATALOADER.ON_BAD_IMAGE=skip``; empty under ``fail``)."""
     features: np.ndarray
-    kept: List[int]
-    skipped: List[str]
+    kept: list[int]
+    skipped: list[str]
 
 
 def image_loader(predictor, paths: Sequence[str], cfg) -> DataLoader:
@@ -72,8 +73,8 @@ def embed_files(predictor, paths: Sequence[str], cfg=None, *, progress: bool = F
     from tqdm import tqdm
 
     cfg = predictor.cfg if cfg is None else cfg
-    parts: List[torch.Tensor] = []
-    valid: List[bool] = []
+    parts: list[torch.Tensor] = []
+    valid: list[bool] = []
     with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr,
               desc="extracting") as bar:
         for batch in _batches(image_loader(predictor, paths, cfg)):

@@ -6,7 +6,7 @@ import math
 import os
 import re
 import time
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 import torch
 from fvcore.common.timer import Timer
@@ -106,7 +106,7 @@ class LRScheduler(HookBase):
         self._scheduler.step()
 
 
-def training_state(trainer, hook: Optional[HookBase] = None) -> dict:
+def training_state(trainer, hook: HookBase | None = None) -> dict:
     """Plain-data extras of a checkpoint written after iteration ``trainer.iter``: the iteration
     and epoch to continue from, and, for a checkpoint written by ``hook`` during ``after_epoch``,
     its ``state_key`` (``written_by``): the hooks after it have not seen this epoch's end yet, so
@@ -132,7 +132,7 @@ class PeriodicCheckpointer(HookBase):
     state_key = "periodic_checkpointer"
 
     def __init__(self, checkpointer: Checkpointer, period: int, *, max_to_keep: int = 0,
-                 extra: Optional[Callable[[], dict]] = None):
+                 extra: Callable[[], dict] | None = None):
         self.checkpointer = checkpointer
         self.period = period
         self.max_to_keep = max_to_keep
@@ -164,7 +164,7 @@ class EvalHook(HookBase):
     at the end), and before training when ``at_start``. Results (``{dataset: {metric: float}}``)
     are published as ``dataset/metric``."""
 
-    def __init__(self, period: int, eval_function: Callable[[], Dict], *, at_start: bool = False):
+    def __init__(self, period: int, eval_function: Callable[[], dict], *, at_start: bool = False):
         self.period = period
         self._func = eval_function
         self.at_start = at_start
@@ -208,15 +208,15 @@ class BestCheckpointer(HookBase):
     state_key = "best_checkpointer"
 
     def __init__(self, checkpointer: Checkpointer, metric: str, mode: str = "max", *,
-                 extra: Optional[Callable[[], dict]] = None):
+                 extra: Callable[[], dict] | None = None):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.checkpointer = checkpointer
         self.metric = metric
         self.mode = mode
         self.extra = extra or (lambda: {})
-        self.best_value: Optional[float] = None
-        self.best_epoch: Optional[int] = None
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
 
     def _better(self, v: float) -> bool:
         if self.best_value is None:
@@ -250,7 +250,7 @@ class BestCheckpointer(HookBase):
 class PeriodicWriter(HookBase):
     """Calls the writers every ``period`` iterations, after each epoch and at the end."""
 
-    def __init__(self, writers: List[EventWriter], period: int = 20):
+    def __init__(self, writers: list[EventWriter], period: int = 20):
         self._writers = writers
         self._period = max(1, period)
 
@@ -287,7 +287,7 @@ class PlotTrainingCurves(HookBase):
     ...) is logged as a warning. ``panels``: further ``{title: key prefix}`` panels (a trainer's
     own scalars, see ``utils.visualizer.curve_panels``)."""
 
-    def __init__(self, metrics_path: str, out_path: str, panels: Optional[Dict[str, str]] = None):
+    def __init__(self, metrics_path: str, out_path: str, panels: dict[str, str] | None = None):
         self.metrics_path = metrics_path
         self.out_path = out_path
         self.panels = dict(panels or {})

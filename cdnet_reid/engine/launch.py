@@ -29,8 +29,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -89,7 +90,7 @@ def _set_cuda_device(local_rank: int) -> None:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
 
 
-def _as_timedelta(timeout: Union[timedelta, float]) -> timedelta:
+def _as_timedelta(timeout: timedelta | float) -> timedelta:
     timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
     if timeout.total_seconds() <= 0:
         raise ValueError(f"the distributed timeout must be positive, got {timeout.total_seconds()} s")
@@ -102,7 +103,7 @@ def _launched_by_torchrun() -> bool:
 
 def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1,
            machine_rank: int = 0, dist_url: str = "auto", args: Sequence[Any] = (),
-           timeout: Union[timedelta, float] = DEFAULT_TIMEOUT):
+           timeout: timedelta | float = DEFAULT_TIMEOUT):
     """Run ``main_func(*args)`` in every process of the job (see the module docstring). Returns
     what ``main_func`` returns when it runs in this process (one process, or torchrun).
     ``timeout`` (a timedelta or seconds): how long a process may show no sign of life before
@@ -132,7 +133,7 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
         _wait_for_workers(context.processes, reports, machine_rank * num_gpus_per_machine, timeout)
 
 
-def _wait_for_workers(processes: List, reports: str, first_rank: int, timeout: timedelta) -> None:
+def _wait_for_workers(processes: list, reports: str, first_rank: int, timeout: timedelta) -> None:
     """Wait for every worker while forwarding SIGTERM/SIGINT to them; raise the failure that ended
     the job first. Once one worker failed, the others get ``timeout`` to end (their next collective
     fails at once); those still running then, or stopped, are killed."""
@@ -175,7 +176,7 @@ def _wait_for_workers(processes: List, reports: str, first_rank: int, timeout: t
             raise ProcessFailedError(f"the process of rank {first_rank + local_rank} {how}")
 
 
-def _read_reports(folder: str) -> List[dict]:
+def _read_reports(folder: str) -> list[dict]:
     out = []
     for name in sorted(os.listdir(folder)):
         if name.endswith(".pkl"):
@@ -225,7 +226,7 @@ def _distributed_worker(local_rank, main_func, world_size, num_gpus_per_machine,
         sys.exit(1)
 
 
-def _init_process_group(init_method: str, world_size: Optional[int], rank: Optional[int]) -> None:
+def _init_process_group(init_method: str, world_size: int | None, rank: int | None) -> None:
     _set_cuda_device(int(os.environ.get("LOCAL_RANK", 0)))
     kwargs = {} if world_size is None else dict(world_size=world_size, rank=rank)
     try:
@@ -237,7 +238,7 @@ def _init_process_group(init_method: str, world_size: Optional[int], rank: Optio
 
 
 def _run_watched(main_func: Callable, args: Sequence[Any], timeout: timedelta,
-                 report: Optional[Callable[[BaseException], None]] = None):
+                 report: Callable[[BaseException], None] | None = None):
     """``main_func(*args)`` in an initialised process group, watched by a :class:`_Watchdog`; the
     processes leave together (a barrier) when it returns, then the group is torn down.
 
@@ -328,7 +329,7 @@ class _Watchdog:
     Threads, so that a live process computing alone for a long time (the main process's
     evaluation) is never taken for a silent one."""
 
-    def __init__(self, timeout: timedelta, on_silence: Optional[Callable[[BaseException], None]]):
+    def __init__(self, timeout: timedelta, on_silence: Callable[[BaseException], None] | None):
         self.timeout = timeout.total_seconds()
         self.period = min(5.0, max(0.1, self.timeout / 10))
         self.on_silence = on_silence
@@ -374,7 +375,7 @@ class _Watchdog:
             if silent and not self._halt.is_set():
                 self._fail(sorted(silent))
 
-    def _fail(self, silent: List[int]) -> None:
+    def _fail(self, silent: list[int]) -> None:
         who = ", ".join(str(r) for r in silent)
         error = SilentProcessError(
             f"the process{'es' if len(silent) > 1 else ''} of rank {who} showed no sign of life for "

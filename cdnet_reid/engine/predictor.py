@@ -5,7 +5,7 @@ behind one API (:class:`Predictor`); :func:`~cdnet_reid.engine.runtimes.create_p
 import abc
 import logging
 import os
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ def check_input_format(input_format: str) -> str:
         raise ConfigError(f"input_format {input_format!r}: expected one of {', '.join(INPUT_FORMATS)}")
     return input_format
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
 class Predictor(abc.ABC):
@@ -59,7 +59,7 @@ class Predictor(abc.ABC):
 
     def iter_batches(self, images: Iterable[ImageLike]) -> Iterator[torch.Tensor]:
         """Embeddings of ``images`` one batch at a time (images are read lazily)."""
-        batch: List[torch.Tensor] = []
+        batch: list[torch.Tensor] = []
         for img in images:
             batch.append(self.preprocess(img))
             if len(batch) == self.batch_size:
@@ -68,7 +68,7 @@ class Predictor(abc.ABC):
         if batch:
             yield self.embed(torch.stack(batch))
 
-    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> torch.Tensor:
+    def __call__(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
         """Embeddings (``N x D`` float32, CPU) of a list of images, or ``1 x D`` for one image."""
         if _is_single_image(images):
             images = [images]
@@ -105,7 +105,7 @@ class DefaultPredictor(Predictor):
     """
 
     def __init__(self, cfg, *, input_format: str = "RGB",
-                 config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()):
+                 config_keys: Sequence[str] | None = None, explicit: Sequence[str] = ()):
         self.input_format = check_input_format(input_format)
         if cfg.MODEL.WEIGHTS:
             self.model, self.cfg = load_model(cfg, config_keys=config_keys,
@@ -122,7 +122,7 @@ class DefaultPredictor(Predictor):
         self.feat_norm = bool(self.cfg.TEST.FEAT_NORM)
 
     @classmethod
-    def build_model(cls, cfg, stored: Optional[dict] = None) -> nn.Module:
+    def build_model(cls, cfg, stored: dict | None = None) -> nn.Module:
         """The model's structure (weights are loaded afterwards); override to build another."""
         from .trainer import DefaultTrainer
 
@@ -159,8 +159,8 @@ class OnnxPredictor(Predictor):
         feats = predictor(["a.jpg", "b.jpg"])               # (2, D) float32 CPU tensor
     """
 
-    def __init__(self, cfg=None, onnx_path: Optional[str] = None, *, threads: int = 0,
-                 providers: Optional[Sequence[str]] = None, input_format: str = "RGB",
+    def __init__(self, cfg=None, onnx_path: str | None = None, *, threads: int = 0,
+                 providers: Sequence[str] | None = None, input_format: str = "RGB",
                  size_from_file: bool = False):
         if onnx_path is None and isinstance(cfg, (str, os.PathLike)):  # OnnxPredictor("m.onnx")
             cfg, onnx_path = None, cfg
@@ -208,7 +208,7 @@ class OnnxPredictor(Predictor):
         return out
 
 
-def cfg_for_model_file(cfg, path: str, size: Optional[Tuple[int, int]], size_from_file: bool):
+def cfg_for_model_file(cfg, path: str, size: tuple[int, int] | None, size_from_file: bool):
     """The config of a predictor running the exported file ``path`` whose input is ``size`` (None
     where the file records none): ``cfg`` (default config when None) with the file's size as
     INPUT.SIZE_TEST when ``cfg`` is None or ``size_from_file``; else ``cfg``'s INPUT.SIZE_TEST
@@ -243,7 +243,7 @@ def check_onnx_file(path: str) -> None:
                              "file (export it first, or run it with the torch runtime)")
 
 
-def _onnx_input_size(metadata: dict, shape) -> Optional[Tuple[int, int]]:
+def _onnx_input_size(metadata: dict, shape) -> tuple[int, int] | None:
     if metadata.get("input_size"):
         h, w = metadata["input_size"].split(",")
         return int(h), int(w)

@@ -3,7 +3,7 @@
 checkpoint ended."""
 
 import logging
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 
@@ -26,11 +26,11 @@ class ResumeState:
     """What a resume continues with: ``start_iter`` and ``written_by`` (the ``state_key`` of the
     hook that wrote the checkpoint during ``after_epoch``, or None)."""
 
-    def __init__(self, start_iter: int = 0, written_by: Optional[str] = None):
+    def __init__(self, start_iter: int = 0, written_by: str | None = None):
         self.start_iter, self.written_by = start_iter, written_by
 
 
-def config_differences(old: CfgNode, new: CfgNode) -> List[Tuple[str, object, object]]:
+def config_differences(old: CfgNode, new: CfgNode) -> list[tuple[str, object, object]]:
     """``(key, old value, new value)`` for every leaf that differs between two config trees."""
     def flat(node, prefix=""):
         out = {}
@@ -74,7 +74,7 @@ def rng_state() -> dict:
     return state
 
 
-def restore_rng_state(state: dict, device: Optional[torch.device] = None) -> None:
+def restore_rng_state(state: dict, device: torch.device | None = None) -> None:
     """Restore what :func:`rng_state` returned; restoring it makes a resume exact. The CUDA
     states are restored for the GPUs visible now that the checkpoint has one for; only a missing
     state of ``device`` (the GPU this process trains on) is an error, since its draws would
@@ -92,7 +92,7 @@ def restore_rng_state(state: dict, device: Optional[torch.device] = None) -> Non
                                   f"process trains on cuda:{index}, whose random draws cannot be resumed")
 
 
-def _restore_rng_states(states: Optional[List[dict]], device: torch.device) -> None:
+def _restore_rng_states(states: list[dict] | None, device: torch.device) -> None:
     """Restore this rank's entry of the per-rank ``states`` of a checkpoint."""
     if not states:
         return

@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import time
-from typing import List, Optional
 
 try:
     import fcntl
@@ -97,7 +96,7 @@ RUN_FILES = ("*.pth", "last_checkpoint", "metrics.json", "config.yaml", "env.txt
 LOCK_NAME = ".run.lock"
 
 
-def previous_run_files(output_dir: str) -> List[str]:
+def previous_run_files(output_dir: str) -> list[str]:
     """The files of an earlier training run in ``output_dir`` (checkpoints, metrics, record)."""
     found = set()
     for pattern in RUN_FILES:
@@ -138,7 +137,7 @@ class RunLock:
 
     def __init__(self, output_dir: str):
         self.path = os.path.join(output_dir, LOCK_NAME) if output_dir else ""
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
         if not self.path or not comm.is_main_process() or fcntl is None:

@@ -16,8 +16,8 @@ behind the same API.
 import json
 import logging
 import os
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,14 @@ from ..evaluation.evaluator import embed
 from ..modeling.fuse import to_bf16
 from ..utils.file_io import InputFileError, InputFileNotFoundError
 from ..utils.input_convention import IMAGENET_CONVENTION, read_onnx_metadata, to_model_input
-from .predictor import (DefaultPredictor, OnnxPredictor, Predictor, cfg_for_model_file, check_input_format,
-                        check_onnx_file)
+from .predictor import (
+    DefaultPredictor,
+    OnnxPredictor,
+    Predictor,
+    cfg_for_model_file,
+    check_input_format,
+    check_onnx_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +82,7 @@ def infer_runtime(model_path: str) -> str:
     return "torch"
 
 
-def check_runtime(runtime: str, model_file: Optional[str] = None) -> None:
+def check_runtime(runtime: str, model_file: str | None = None) -> None:
     """:class:`RuntimeChoiceError` unless ``runtime`` is one of :data:`RUNTIMES` and, where
     ``model_file`` is given (not None), has the model it runs (the exported-file runtimes need
     ``model_file``, an existing path; torch reads ``MODEL.WEIGHTS``)."""
@@ -113,7 +119,7 @@ def _file_is_quantized(model_path: str, runtime: str) -> bool:
     return False
 
 
-def resolve_precision(runtime: str, precision: str, model_path: Optional[str] = None) -> str:
+def resolve_precision(runtime: str, precision: str, model_path: str | None = None) -> str:
     """The precision a predictor runs: ``precision``, or for ``auto`` the rule of the module
     docstring (logged). :class:`RuntimeChoiceError` for a combination that cannot run."""
     check_runtime(runtime)
@@ -154,7 +160,7 @@ class Bf16TorchPredictor(DefaultPredictor):
     precision = "bf16"
 
     def __init__(self, cfg, *, input_format: str = "RGB",
-                 config_keys: Optional[Sequence[str]] = None, explicit: Sequence[str] = ()):
+                 config_keys: Sequence[str] | None = None, explicit: Sequence[str] = ()):
         super().__init__(cfg, input_format=input_format, config_keys=config_keys, explicit=explicit)
         self.model = to_bf16(self.model)
 
@@ -208,7 +214,7 @@ class OpenVinoPredictor(Predictor):
     :func:`~cdnet_reid.engine.predictor.cfg_for_model_file`), ``cfg`` gives the test transform,
     the batch size and ``TEST.FEAT_NORM``. ``threads``: inference threads (0 = torch's)."""
 
-    def __init__(self, cfg=None, model_path: Optional[str] = None, *, precision: str = "auto", threads: int = 0,
+    def __init__(self, cfg=None, model_path: str | None = None, *, precision: str = "auto", threads: int = 0,
                  input_format: str = "RGB", size_from_file: bool = False):
         import openvino as ov
 
@@ -265,7 +271,7 @@ class PredictorModule(torch.nn.Module):
 
 # ----------------------------------------------------------------------------------- the factory
 def create_predictor(cfg, *, runtime: str = "torch", precision: str = "auto", model_file: str = "",
-                     input_format: str = "RGB", config_keys: Optional[Sequence[str]] = None,
+                     input_format: str = "RGB", config_keys: Sequence[str] | None = None,
                      explicit: Sequence[str] = (), threads: int = 0) -> Predictor:
     """The predictor of ``runtime`` in ``precision``: the one place runtimes are chosen.
 

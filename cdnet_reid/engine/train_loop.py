@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 import weakref
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Type
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ class TrainingInterrupted(Exception):
 
 
 @contextlib.contextmanager
-def stop_on_signals(flag: Dict[str, int], signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+def stop_on_signals(flag: dict[str, int], signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
     """While active, SIGTERM/SIGINT only record themselves in ``flag["signum"]`` (the loop stops at
     the end of the iteration); a second SIGINT interrupts at once. Previous handlers come back on
     exit. Outside the main thread (where Python cannot install handlers) it does nothing."""
@@ -74,7 +74,7 @@ class HookBase:
     """
 
     trainer: "TrainerBase" = None
-    state_key: Optional[str] = None
+    state_key: str | None = None
 
     def before_train(self): pass
     def after_train(self): pass
@@ -99,12 +99,12 @@ class TrainerBase:
     """
 
     def __init__(self):
-        self._hooks: List[HookBase] = []
+        self._hooks: list[HookBase] = []
         self.iter = self.start_iter = self.max_iter = 0
         self.iters_per_epoch = 1
         #: iterations between the points where the processes agree (metrics, stop signal)
         self.sync_period = 1
-        self.storage: Optional[EventStorage] = None
+        self.storage: EventStorage | None = None
 
     @property
     def epoch(self) -> int:
@@ -114,8 +114,8 @@ class TrainerBase:
     def max_epoch(self) -> int:
         return self.max_iter // self.iters_per_epoch
 
-    def register_hooks(self, hooks: Sequence[Optional[HookBase]], *,
-                       before: Optional[Type[HookBase]] = None) -> None:
+    def register_hooks(self, hooks: Sequence[HookBase | None], *,
+                       before: type[HookBase] | None = None) -> None:
         """Append ``hooks`` (None entries are ignored), or insert them before the first hook of
         type ``before`` (e.g. ``before=PeriodicWriter`` so that their metrics get written)."""
         hooks = [h for h in hooks if h is not None]
@@ -129,7 +129,7 @@ class TrainerBase:
         self._hooks[pos:pos] = hooks
 
     @property
-    def hooks(self) -> List[HookBase]:
+    def hooks(self) -> list[HookBase]:
         return list(self._hooks)
 
     def train(self, start_iter: int, max_iter: int) -> None:
@@ -137,7 +137,7 @@ class TrainerBase:
                     start_iter // self.iters_per_epoch + 1)
         self.iter = self.start_iter = start_iter
         self.max_iter = max_iter
-        stop: Dict[str, int] = {}
+        stop: dict[str, int] = {}
         with EventStorage(start_iter) as self.storage, stop_on_signals(stop):
             try:
                 self.before_train()
@@ -194,7 +194,7 @@ class TrainerBase:
     def run_step(self) -> None:
         raise NotImplementedError("subclasses define one training iteration in run_step()")
 
-    def hook_by_key(self, key: str) -> Optional[HookBase]:
+    def hook_by_key(self, key: str) -> HookBase | None:
         """The hook whose ``state_key`` is ``key`` (None if there is none)."""
         return next((h for h in self._hooks if h.state_key == key), None)
 
@@ -234,19 +234,19 @@ class SimpleTrainer(TrainerBase):
     """
 
     def __init__(self, model: nn.Module, data_loader, optimizer: torch.optim.Optimizer, *,
-                 amp: bool = False, grad_clip: Optional[Dict] = None):
+                 amp: bool = False, grad_clip: dict | None = None):
         super().__init__()
         model.train()
         self.model = model
         self.data_loader = data_loader
-        self._iterators: Dict[int, Iterator] = {}
+        self._iterators: dict[int, Iterator] = {}
         self.optimizer = optimizer
         self.amp = amp
         self.device = next(model.parameters()).device
         self.grad_scaler = (torch.amp.GradScaler("cuda") if amp and self.device.type == "cuda"
                             else None)
         self.grad_clip = grad_clip
-        self._pending_metrics: List[tuple] = []  # (iteration, data time, {prefix: losses})
+        self._pending_metrics: list[tuple] = []  # (iteration, data time, {prefix: losses})
 
     def next_batch(self, loader=None):
         """The next batch of ``loader`` (default: the training loader). Its iterator is created
@@ -268,7 +268,7 @@ class SimpleTrainer(TrainerBase):
         self.optimizer.zero_grad(set_to_none=True)
         self.backward_and_step(losses, self.optimizer)
 
-    def forward_losses(self, data) -> Dict[str, torch.Tensor]:
+    def forward_losses(self, data) -> dict[str, torch.Tensor]:
         """The model's loss dict for one batch (under autocast when AMP is on)."""
         with torch.autocast(self.device.type, dtype=_amp_dtype(self.device), enabled=self.amp):
             loss_dict = self.model(data)
@@ -277,7 +277,7 @@ class SimpleTrainer(TrainerBase):
         return loss_dict
 
     def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                          params: Optional[Sequence[torch.Tensor]] = None) -> None:
+                          params: Sequence[torch.Tensor] | None = None) -> None:
         """Backward ``loss``, clip the gradients of ``params`` (default: the optimizer's), step."""
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
@@ -301,7 +301,7 @@ class SimpleTrainer(TrainerBase):
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip["value"], self.grad_clip["norm_type"])
 
     def write_metrics(self, loss_dict: Mapping[str, torch.Tensor], data_time: float,
-                      prefixed: Optional[Mapping[str, Mapping[str, torch.Tensor]]] = None) -> None:
+                      prefixed: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> None:
         """Record this step's losses and data time, once per step; ``prefixed`` adds further loss
         dicts under a name prefix (e.g. ``{"arch/": ...}``), each with its own ``<prefix>total_loss``.
 

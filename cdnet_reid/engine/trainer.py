@@ -3,7 +3,6 @@
 import logging
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -59,15 +58,15 @@ class DefaultTrainer(SimpleTrainer):
 
     #: Panels of ``training_curves.png`` besides losses, LR and evaluation: ``{title: key prefix}``
     #: of the scalars this trainer's hooks publish.
-    curve_panels: Dict[str, str] = {}
+    curve_panels: dict[str, str] = {}
     #: Config keys whose change makes a resumed run train something else than the checkpoint's
     #: run (shapes, the data stream, the objective); everything under a prefix counts.
     #: ``--resume-changed`` allows them. A trainer with its own config section adds it.
-    resume_critical: Tuple[str, ...] = ("MODEL.", "INPUT.", "DATASETS.", "DATALOADER.SAMPLER_TRAIN",
+    resume_critical: tuple[str, ...] = ("MODEL.", "INPUT.", "DATASETS.", "DATALOADER.SAMPLER_TRAIN",
                                         "DATALOADER.NUM_INSTANCE", "SOLVER.IMS_PER_BATCH",
                                         "SOLVER.ITERS_PER_EPOCH", "SEED", "TRAINER.")
     #: ... except these, which do not change what is trained.
-    resume_harmless: Tuple[str, ...] = ("MODEL.WEIGHTS", "MODEL.PRETRAIN_PATH", "MODEL.DEVICE",
+    resume_harmless: tuple[str, ...] = ("MODEL.WEIGHTS", "MODEL.PRETRAIN_PATH", "MODEL.DEVICE",
                                         "DATASETS.TESTS", "DATASETS.ROOT")
 
     def __init__(self, cfg: CfgNode):
@@ -87,8 +86,8 @@ class DefaultTrainer(SimpleTrainer):
         self.max_iter = cfg.SOLVER.MAX_EPOCH * self.iters_per_epoch
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.checkpointer = self.build_checkpointer(cfg)
-        self._last_eval_results: Optional[OrderedDict] = None
-        self._rng_states: List[dict] = []
+        self._last_eval_results: OrderedDict | None = None
+        self._rng_states: list[dict] = []
         self.resumed = ResumeState()  # where resume_or_load continues from
         self.sync_period = cfg.LOG_PERIOD  # metrics and the stop signal are agreed this often
         self.register_hooks(self.build_hooks())
@@ -101,7 +100,7 @@ class DefaultTrainer(SimpleTrainer):
         return build_train_loader(cfg)
 
     @classmethod
-    def build_model(cls, cfg, stored: Optional[dict] = None) -> nn.Module:
+    def build_model(cls, cfg, stored: dict | None = None) -> nn.Module:
         """``build_model(cfg)``, logged; ``stored``: the entries of the checkpoint the model is
         rebuilt for (see ``Backbone.checkpoint_extra``). Override to build another model."""
         model = build_model(cfg, stored=stored)
@@ -191,13 +190,13 @@ class DefaultTrainer(SimpleTrainer):
         for name in cfg.DATASETS.TESTS:
             cls.build_test_loader(cfg, name)
 
-    def build_hooks(self) -> List[HookBase]:
+    def build_hooks(self) -> list[HookBase]:
         """The default hooks, in order. The periodic checkpoint is written before the evaluation,
         so a failing evaluation cannot lose the epoch; a resume from it runs the hooks after it
         (evaluation, best checkpoint, writers) for that epoch first (exact resume). Writers come
         last so they see every metric of the iteration."""
         cfg = self.cfg
-        hook_list: List[HookBase] = [
+        hook_list: list[HookBase] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
             hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD,

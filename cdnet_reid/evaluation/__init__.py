@@ -3,8 +3,14 @@
 from .build import EVALUATOR_REGISTRY, build_evaluator
 from .cls_evaluator import ClassificationEvaluator
 from .evaluator import DatasetEvaluator, embed, inference_context, inference_on_dataset
-from .rank import (evaluate_rank, evaluate_rank_chunks, evaluate_rank_features, junk_mask,
-                   pairwise_distance_chunks, pairwise_distances)
+from .rank import (
+                   evaluate_rank,
+                   evaluate_rank_chunks,
+                   evaluate_rank_features,
+                   junk_mask,
+                   pairwise_distance_chunks,
+                   pairwise_distances,
+)
 from .rank_lists import pair_distances, ranked_gallery
 from .reid_evaluator import ReidEvaluator
 from .testing import flatten_results_dict, print_results, results_table

@@ -1,7 +1,6 @@
 """Top-k search of L2-normalised query embeddings in a gallery: exact (block by block, memory ~
 Q x block), k-reciprocal re-ranked, or with a FAISS index (``pip install faiss-cpu``)."""
 
-from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ INDEXES = ("exact", "faiss-flat", "faiss-ivf")
 
 
 def exact_topk(queries: np.ndarray, gallery: np.ndarray, k: int, block: int = 65536
-               ) -> Tuple[np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, indices)`` (Q x k, ascending cosine distance, ties by gallery index) of
     L2-normalised rows, computed block by block over the gallery (memory ~ Q x block)."""
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
@@ -35,7 +34,7 @@ def exact_topk(queries: np.ndarray, gallery: np.ndarray, k: int, block: int = 65
 
 
 def faiss_topk(queries: np.ndarray, gallery: np.ndarray, k: int, *, ivf: bool = False,
-               nlist: int = 1024, nprobe: int = 16) -> Tuple[np.ndarray, np.ndarray]:
+               nlist: int = 1024, nprobe: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """The same with a FAISS index: ``IndexFlatIP`` (exact), or ``IndexIVFFlat`` (approximate)."""
     try:
         import faiss
@@ -56,8 +55,8 @@ def faiss_topk(queries: np.ndarray, gallery: np.ndarray, k: int, *, ivf: bool = 
 
 
 def search(queries: np.ndarray, gallery: np.ndarray, k: int, *, index: str = "exact",
-           rerank: Optional[Tuple[int, int, float]] = None, nlist: int = 1024, nprobe: int = 16
-           ) -> Tuple[np.ndarray, np.ndarray]:
+           rerank: tuple[int, int, float] | None = None, nlist: int = 1024, nprobe: int = 16
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` gallery rows of every query row (both L2-normalised) by cosine distance, or by
     the k-reciprocal re-ranked distance with ``rerank=(k1, k2, lambda)`` (exact index only)."""
     if index not in INDEXES:

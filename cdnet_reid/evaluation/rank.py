@@ -46,7 +46,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ import torch
 __all__ = ["evaluate_rank", "evaluate_rank_chunks", "evaluate_rank_features", "default_chunk_size",
            "junk_mask", "pairwise_distances", "pairwise_distance_chunks"]
 
-ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[int], Sequence[float]]
+ArrayLike = np.ndarray | torch.Tensor | Sequence[int] | Sequence[float]
 Metric = Literal["cosine", "euclidean"]
 
 # Budget for the int64 sort indices of one chunk (the sorting path; its whole per-chunk working

@@ -1,7 +1,6 @@
 """Rank lists and query-gallery pair distances for pictures (see ``tools/visualize_ranks.py``),
 under the same protocol as the metrics (:mod:`.rank`): stable ranking, junk items removed."""
 
-from typing import Tuple
 
 import numpy as np
 
@@ -20,7 +19,7 @@ def ranked_gallery(dist_row: np.ndarray, q_pid: int, q_camid: int, g_pids: np.nd
 
 def pair_distances(dist: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
                    g_camids: np.ndarray, max_pairs: int = 2_000_000, seed: int = 0
-                   ) -> Tuple[np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(positive, negative)`` query-gallery distances, junk pairs excluded; the negatives are
     subsampled to ``max_pairs`` (seeded) for large test sets."""
     same = q_pids[:, None] == g_pids[None, :]

@@ -2,7 +2,7 @@
 
 import logging
 from collections import OrderedDict
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -57,11 +57,11 @@ class ReidEvaluator(DatasetEvaluator):
                     aqe_alpha=qe.ALPHA)
 
     def reset(self) -> None:
-        self._feats: List[torch.Tensor] = []
-        self._pids: List[int] = []
-        self._camids: List[int] = []
-        self._valid: List[bool] = []
-        self._paths: List[str] = []
+        self._feats: list[torch.Tensor] = []
+        self._pids: list[int] = []
+        self._camids: list[int] = []
+        self._valid: list[bool] = []
+        self._paths: list[str] = []
 
     def process(self, batch: dict, outputs: torch.Tensor) -> None:
         self._feats.append(outputs.detach().float().cpu())
@@ -89,7 +89,7 @@ class ReidEvaluator(DatasetEvaluator):
         valid = np.asarray([x for p in parts for x in p[3]], dtype=bool)
         return feats, pids, camids, valid
 
-    def query_gallery(self, with_paths: bool = False) -> Optional[dict]:
+    def query_gallery(self, with_paths: bool = False) -> dict | None:
         """What is ranked, on rank 0 (``None`` on other ranks; every rank must call it): a dict
         with ``q_feats, g_feats`` (after ``feat_norm``, unreadable images dropped, AQE when
         enabled), ``q_pids, g_pids, q_camids, g_camids`` (numpy) and, with ``with_paths``,

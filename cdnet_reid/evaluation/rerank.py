@@ -129,7 +129,7 @@ class _CSR:
         return self.indptr.nbytes + self.indices.nbytes + self.data.nbytes
 
     @staticmethod
-    def from_blocks(counts: list, indices: list, data: list) -> "_CSR":
+    def from_blocks(counts: list, indices: list, data: list) -> _CSR:
         counts = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
         indptr = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])

@@ -2,7 +2,6 @@
 
 import logging
 from collections.abc import Mapping
-from typing import Dict
 
 from tabulate import tabulate
 
@@ -25,9 +24,9 @@ def print_results(results: Mapping) -> None:
         logger.info("Evaluation results:\n%s", results_table(results))
 
 
-def flatten_results_dict(results: Mapping) -> Dict[str, float]:
+def flatten_results_dict(results: Mapping) -> dict[str, float]:
     """``{"a": {"b": 1.0}}`` -> ``{"a/b": 1.0}``."""
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     for k, v in results.items():
         if isinstance(v, Mapping):
             out.update({f"{k}/{kk}": vv for kk, vv in flatten_results_dict(v).items()})

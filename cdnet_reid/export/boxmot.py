@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from typing import Callable, Dict, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -80,7 +80,7 @@ class ImageNetInput(nn.Module):
 
 def boxmot_metadata(*, model_name: str, input_size: Sequence[int], num_classes: int, embedding_dim: int,
                     flip: bool, l2_normalize: bool, quantization: str = "",
-                    extra: Optional[Dict] = None) -> dict:
+                    extra: dict | None = None) -> dict:
     """The metadata boxmot reads (``model_name``, ``img_size`` / ``model_kwargs.img_size``,
     ``preprocess``, ``num_classes``) plus what the graph expects and computes."""
     h, w = (int(s) for s in input_size)
@@ -133,8 +133,8 @@ def _openvino_ir(onnx_path: str, folder: str, stem: str) -> str:
 
 def export_for_boxmot(embedder: EmbeddingModel, output: str, input_size: Sequence[int], *,
                       model_name: str, num_classes: int, opset: int = 17,
-                      calibration: Optional[Callable[[], "object"]] = None,
-                      extra_metadata: Optional[Dict] = None) -> Dict[str, str]:
+                      calibration: Callable[[], "object"] | None = None,
+                      extra_metadata: dict | None = None) -> dict[str, str]:
     """Write ``embedder`` behind :class:`ImageNetInput` to ``output`` in the format its name says
     (:func:`boxmot_format`), with boxmot's metadata file; ``calibration`` (ONNX / OpenVINO): a
     callable returning an :class:`~cdnet_reid.export.quantize.ImageCalibrationReader` in boxmot's

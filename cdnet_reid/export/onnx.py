@@ -18,7 +18,7 @@ default; ``onnx`` and ``onnxruntime`` are imported lazily.
 
 import logging
 import warnings
-from typing import Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ class EmbeddingModel(nn.Module):
 
 
 def export_onnx(module: nn.Module, path: str, input_size: Sequence[int], *, opset: int = 17,
-                example_batch: int = 2, metadata: Optional[Dict[str, str]] = None) -> str:
+                example_batch: int = 2, metadata: dict[str, str] | None = None) -> str:
     """Export ``module`` (e.g. an :class:`EmbeddingModel`) to ``path`` with a dynamic batch
     axis; ``input_size`` is ``(H, W)``. The file's metadata records the input size (and, for an
     :class:`EmbeddingModel`, its flip and L2 settings), plus ``metadata``. Returns ``path``."""
@@ -86,7 +86,7 @@ def export_onnx(module: nn.Module, path: str, input_size: Sequence[int], *, opse
 
 def verify_onnx(module: nn.Module, path: str, input_size: Sequence[int],
                 batch_sizes: Sequence[int] = (1, 3, 8), *, seed: int = 0,
-                threads: int = 0) -> Tuple[float, Dict[int, float]]:
+                threads: int = 0) -> tuple[float, dict[int, float]]:
     """Run the ONNX file with onnxruntime (CPU) and ``module`` with PyTorch on random 0-255
     images of each batch size; return the max abs difference of the L2-normalised outputs,
     overall and per batch size."""

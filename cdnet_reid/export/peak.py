@@ -13,7 +13,6 @@ peak of its data type says how much of the machine it uses.
 """
 
 import time
-from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ def _torch_rate(dtype: torch.dtype, n: int, seconds: float) -> float:
         return 2 * n ** 3 * _time(lambda: torch.mm(a, b), seconds)
 
 
-def _int8_rate(n: int, seconds: float, threads: int) -> Optional[float]:
+def _int8_rate(n: int, seconds: float, threads: int) -> float | None:
     try:
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
@@ -60,7 +59,7 @@ def _int8_rate(n: int, seconds: float, threads: int) -> Optional[float]:
     return 2 * n ** 3 * _time(lambda: session.run(None, {"A": a}), seconds)
 
 
-def gemm_rate(dtype: str, n: int = 1024, seconds: float = 0.5) -> Optional[float]:
+def gemm_rate(dtype: str, n: int = 1024, seconds: float = 0.5) -> float | None:
     """Operations per second (2 per multiply-add) of an ``n x n`` matrix product in ``dtype``
     (``fp32``, ``bf16``, ``int8``) with this process's threads; None when it cannot be measured."""
     if dtype == "fp32":
@@ -72,7 +71,7 @@ def gemm_rate(dtype: str, n: int = 1024, seconds: float = 0.5) -> Optional[float
     raise ValueError(f"dtype must be fp32, bf16 or int8, got {dtype!r}")
 
 
-def gemm_rates(n: int = 1024, seconds: float = 0.5) -> Dict[str, float]:
+def gemm_rates(n: int = 1024, seconds: float = 0.5) -> dict[str, float]:
     """:func:`gemm_rate` of each data type that can be measured here."""
     rates = {d: gemm_rate(d, n, seconds) for d in ("fp32", "bf16", "int8")}
     return {d: r for d, r in rates.items() if r}

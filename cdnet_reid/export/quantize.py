@@ -13,7 +13,7 @@ embeddings out), so an int8 file is a drop-in replacement for the fp32 one.
 import logging
 import os
 import tempfile
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ class ImageCalibrationReader:
     spaced over the list.
     """
 
-    def __init__(self, images: Sequence, input_size: Sequence[int], *, transform: Optional[Callable] = None,
+    def __init__(self, images: Sequence, input_size: Sequence[int], *, transform: Callable | None = None,
                  batch_size: int = 16, max_images: int = 0, input_name: str = "images"):
         images = list(images)
         if not images:
@@ -52,7 +52,7 @@ class ImageCalibrationReader:
         self.images, self.input_name = images, input_name
         self.batch_size = max(1, int(batch_size))
         self.transform = transform or _resize_transform(input_size)
-        self._iter: Optional[Iterable] = None
+        self._iter: Iterable | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -83,7 +83,7 @@ def _resize_transform(input_size):
 
 
 def quantize_onnx(fp32_path: str, int8_path: str, calibration: ImageCalibrationReader, *,
-                  per_channel: bool = True, op_types: Optional[Sequence[str]] = DEFAULT_OP_TYPES,
+                  per_channel: bool = True, op_types: Sequence[str] | None = DEFAULT_OP_TYPES,
                   calibrate_method: str = "MinMax", preprocess: bool = True) -> str:
     """Write the statically quantised (QDQ, int8) version of ``fp32_path`` to ``int8_path``.
 
@@ -95,8 +95,7 @@ def quantize_onnx(fp32_path: str, int8_path: str, calibration: ImageCalibrationR
     normalisation) is copied, with ``quantization`` recording the settings. Returns ``int8_path``.
     """
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {m.name.lower(): m for m in CalibrationMethod}
     if calibrate_method.lower() not in methods:

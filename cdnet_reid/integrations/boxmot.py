@@ -23,7 +23,6 @@ installed onnxruntime >= 1.18.1 (boxmot's own minimum), so nothing is installed 
 import contextlib
 import logging
 import os
-from typing import Optional
 
 import numpy as np
 import torch
@@ -55,8 +54,7 @@ def predictor_for_file(path: str, *, runtime: str = "", precision: str = "auto",
     """:func:`~cdnet_reid.engine.runtimes.create_predictor` for the model file ``path``
     (``runtime`` "" = from the file name)."""
     from ..config import ConfigError
-    from ..engine.runtimes import create_predictor
-    from ..engine.runtimes import infer_runtime
+    from ..engine.runtimes import create_predictor, infer_runtime
 
     runtime = runtime or infer_runtime(path)
     if runtime != "torch":
@@ -107,7 +105,7 @@ class BoxmotReID:
 
 
 @contextlib.contextmanager
-def boxmot_accepts_installed_onnxruntime(requirement: Optional[str] = ONNXRUNTIME_REQUIREMENT):
+def boxmot_accepts_installed_onnxruntime(requirement: str | None = ONNXRUNTIME_REQUIREMENT):
     """Within the block, boxmot's ONNX backend accepts the installed onnxruntime when it meets
     ``requirement`` instead of pip-installing its pinned version, and any package install boxmot
     attempts raises ``RuntimeError`` (nothing is installed at run time)."""

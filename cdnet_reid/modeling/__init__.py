@@ -9,8 +9,17 @@ from .backbones import Backbone, ShapeSpec
 from .build import build_model
 from .load import ModelConfigMismatchError, inference_config, load_model, resolve_model_config
 from .norm import GlobalBatchNorm, convert_sync_batchnorm
-from .registry import (BACKBONE_REGISTRY, HEAD_REGISTRY, META_ARCH_REGISTRY, NUM_CLASSES_KEY, build_backbone,
-                       build_head, num_classes, set_num_classes, with_num_classes)
+from .registry import (
+                       BACKBONE_REGISTRY,
+                       HEAD_REGISTRY,
+                       META_ARCH_REGISTRY,
+                       NUM_CLASSES_KEY,
+                       build_backbone,
+                       build_head,
+                       num_classes,
+                       set_num_classes,
+                       with_num_classes,
+)
 
 __all__ = ["ModelConfigMismatchError", "inference_config", "load_model", "resolve_model_config",
            "GlobalBatchNorm", "convert_sync_batchnorm", "BACKBONE_REGISTRY", "HEAD_REGISTRY",

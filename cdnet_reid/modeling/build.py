@@ -1,6 +1,5 @@
 """``build_model``: the model a config describes (weights not loaded)."""
 
-from typing import Optional
 
 import torch
 
@@ -9,7 +8,7 @@ from ..utils.registry import build
 from .registry import META_ARCH_REGISTRY
 
 
-def build_model(cfg, stored: Optional[dict] = None) -> torch.nn.Module:
+def build_model(cfg, stored: dict | None = None) -> torch.nn.Module:
     """The model of ``cfg.MODEL.META_ARCHITECTURE`` on ``cfg.MODEL.DEVICE`` (channels-last weights
     with ``MODEL.CHANNELS_LAST``); weights not loaded.
 

@@ -18,7 +18,6 @@ embeddings with fewer passes over memory.
 import copy
 import logging
 import shutil
-from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -170,7 +169,7 @@ def fuse_epilogues(module: nn.Module) -> int:
 
 # ------------------------------------------------------------------------------------ fast path
 def fuse_for_inference(model: nn.Module, channels_last: bool = True, *, epilogues: bool = True,
-                       compile: bool = False, compile_options: Optional[dict] = None) -> nn.Module:
+                       compile: bool = False, compile_options: dict | None = None) -> nn.Module:
     """An eval-only copy of ``model`` for fast inference; call it exactly like the original.
 
     * BatchNorm folded into the preceding convolution / linear layer; parameters
@@ -209,7 +208,7 @@ def _to_channels_last(module, args):
     return None
 
 
-def count_fused(model: nn.Module) -> List[str]:
+def count_fused(model: nn.Module) -> list[str]:
     """Names of the fused modules of ``model`` (for logs and tests)."""
     return [n for n, m in model.named_modules() if isinstance(m, (ConvReLU, FusedCBlock))]
 

@@ -15,7 +15,8 @@ file sets: the others are taken from the checkpoint): a contradiction raises
 
 import logging
 import os
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from torch import nn
 
@@ -42,7 +43,7 @@ class ModelConfigMismatchError(ConfigError):
     """A config that contradicts the checkpoint it loads on a key that changes the embeddings."""
 
 
-def _leaves(node: Any, prefix: str) -> Iterator[Tuple[str, Any]]:
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     if isinstance(node, dict):
         for key in sorted(node):
             yield from _leaves(node[key], f"{prefix}.{key}" if prefix else str(key))
@@ -54,17 +55,17 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def _select(flat: Dict[str, Any]) -> Dict[str, Any]:
+def _select(flat: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in INFERENCE_KEYS)}
 
 
-def inference_config(cfg: CfgNode) -> Dict[str, Any]:
+def inference_config(cfg: CfgNode) -> dict[str, Any]:
     """``{dotted key: value}`` of the :data:`INFERENCE_KEYS` of ``cfg``: plain data to store in a
     checkpoint (lists, numbers, strings, booleans)."""
     return {k: _plain(v) for k, v in _select(dict(_leaves(cfg, ""))).items()}
 
 
-def checkpoint_inference_config(stored: Dict[str, Any], source: str) -> Optional[Dict[str, Any]]:
+def checkpoint_inference_config(stored: dict[str, Any], source: str) -> dict[str, Any] | None:
     """The inference config a checkpoint's entries record (``"inference_config"``, or the keys of
     an older checkpoint's full ``"config"``); ``None`` when it records neither (e.g. a foreign
     state dict)."""
@@ -111,8 +112,8 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def resolve_model_config(cfg: CfgNode, stored: Dict[str, Any], source: str, *,
-                         config_keys: Optional[Iterable[str]] = None, explicit: Iterable[str] = ()) -> CfgNode:
+def resolve_model_config(cfg: CfgNode, stored: dict[str, Any], source: str, *,
+                         config_keys: Iterable[str] | None = None, explicit: Iterable[str] = ()) -> CfgNode:
     """``cfg`` (a frozen copy) made consistent with the checkpoint ``source`` whose entries are
     ``stored``: the one rule of which value wins.
 
@@ -157,10 +158,10 @@ def resolve_model_config(cfg: CfgNode, stored: Dict[str, Any], source: str, *,
     return cfg
 
 
-def load_model(cfg_or_checkpoint: Union[CfgNode, str, os.PathLike], *, config_keys: Optional[Iterable[str]] = None,
+def load_model(cfg_or_checkpoint: CfgNode | str | os.PathLike, *, config_keys: Iterable[str] | None = None,
                explicit: Iterable[str] = (), checkpoint: str = "",
-               build: Optional[Callable[..., nn.Module]] = None,
-               device: Optional[str] = None) -> Tuple[nn.Module, CfgNode]:
+               build: Callable[..., nn.Module] | None = None,
+               device: str | None = None) -> tuple[nn.Module, CfgNode]:
     """``(model, cfg)``: a trained model in eval mode with its weights, and the config it was
     built with (the one to build its test transform and evaluator from).
 

@@ -6,7 +6,6 @@ would lose their digits against the margin, and a dot product above fp16's 65,50
 so mixed precision would change the objective rather than only its speed.
 """
 
-from typing import Tuple
 
 import torch
 import torch.distributed as dist
@@ -33,7 +32,7 @@ def pairwise_euclidean(x: Tensor) -> Tensor:
     return d2.clamp(min=1e-12).sqrt()
 
 
-def _hardest_triplets(x: Tensor, targets: Tensor, margin: float) -> Tuple[Tensor, Tensor]:
+def _hardest_triplets(x: Tensor, targets: Tensor, margin: float) -> tuple[Tensor, Tensor]:
     """Per-anchor batch-hard losses of rows ``x`` and whether the anchor has a negative."""
     dist_mat = pairwise_euclidean(x)
     same = targets.view(-1, 1) == targets.view(1, -1)

@@ -11,7 +11,6 @@ An unknown name raises a ``KeyError`` that lists the registered names.
 """
 
 import logging
-from typing import Dict, Optional
 
 from ..utils.registry import Registry, build
 
@@ -55,11 +54,11 @@ def with_num_classes(cfg, found: int):
     return cfg
 
 
-def build_backbone(cfg, stored: Optional[dict] = None):
+def build_backbone(cfg, stored: dict | None = None):
     """The backbone named by ``cfg.MODEL.BACKBONE.NAME`` (rebuilt from ``stored``, when given)."""
     return build(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME", cfg, stored=stored)
 
 
-def build_head(cfg, input_shape: Dict):
+def build_head(cfg, input_shape: dict):
     """The head named by ``cfg.MODEL.HEADS.NAME`` for backbone outputs of ``input_shape``."""
     return build(HEAD_REGISTRY, cfg.MODEL.HEADS.NAME, "MODEL.HEADS.NAME", cfg, input_shape=input_shape)

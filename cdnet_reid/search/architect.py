@@ -1,6 +1,6 @@
 """Architecture gradients: first-order (the paper's) and DARTS' second-order (unrolled) one."""
 
-from typing import Callable, Dict, List, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +10,7 @@ class UnrolledOptimizerError(TypeError):
     """The weight optimizer's step cannot be unrolled (only ``torch.optim.SGD`` steps can)."""
 
 
-def first_order_grads(loss: Tensor, alphas: Sequence[Tensor]) -> List[Tensor]:
+def first_order_grads(loss: Tensor, alphas: Sequence[Tensor]) -> list[Tensor]:
     """∇α L_val(w, α); no weight gradient is computed."""
     return list(torch.autograd.grad(loss, list(alphas)))
 
@@ -63,7 +63,7 @@ def _sgd_step(w: Tensor, g: Tensor, group: dict, buf: Tensor = None):
 
 def unrolled_grads(module: nn.Module, loss_fn: Callable[[dict], Tensor], train_batch: dict,
                    arch_batch: dict, alphas: Sequence[nn.Parameter],
-                   optimizer: torch.optim.Optimizer) -> List[Tensor]:
+                   optimizer: torch.optim.Optimizer) -> list[Tensor]:
     """DARTS' second-order architecture gradient (Liu et al. 2019, eq. 6-8) for the weights of
     ``optimizer``, each stepped with the settings of its own parameter group.
 
@@ -78,8 +78,8 @@ def unrolled_grads(module: nn.Module, loss_fn: Callable[[dict], Tensor], train_b
     check_unrollable(optimizer)
     alphas = list(alphas)
     alpha_ids = {id(a) for a in alphas}
-    groups: Dict[int, dict] = {}
-    weights: List[Tensor] = []
+    groups: dict[int, dict] = {}
+    weights: list[Tensor] = []
     for group in optimizer.param_groups:
         for w in group["params"]:
             if id(w) in alpha_ids:

@@ -37,7 +37,8 @@ Config (:func:`add_search_cost_config`), off by default so the paper's search is
 """
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -68,7 +69,7 @@ def add_search_cost_config(cfg: CfgNode) -> None:
     cfg.SEARCH.COST.WEIGHT = 10.0
 
 
-def check_cost_config(cfg: CfgNode) -> Optional[str]:
+def check_cost_config(cfg: CfgNode) -> str | None:
     """The cost kind of ``cfg.SEARCH.COST`` (None when off); :class:`ConfigError` on a
     contradiction or a bad value."""
     c = cfg.SEARCH.COST
@@ -115,8 +116,8 @@ class CostTerm(nn.Module):
         """The penalty."""
         return self.weight * torch.relu(self.expected(alphas) / self.target - 1.0)
 
-    def add_to_grads(self, grads: List[Tensor], alphas: Sequence[Tensor], losses: Dict[str, Tensor],
-                     storage=None) -> List[Tensor]:
+    def add_to_grads(self, grads: list[Tensor], alphas: Sequence[Tensor], losses: dict[str, Tensor],
+                     storage=None) -> list[Tensor]:
         """``grads`` (of the architecture loss w.r.t. ``alphas``) plus the penalty's gradient; the
         penalty goes into ``losses`` as ``loss_cost`` and E[cost] into ``storage``
         (``arch/cost_expected``, in the kind's unit)."""
@@ -131,7 +132,7 @@ class CostTerm(nn.Module):
             storage.put_scalar("arch/cost_expected", float(self.expected(alpha.detach())), smoothing_hint=False)
         return [grads[0] + g.to(grads[0].dtype)] + list(grads[1:])
 
-    def record(self, genotype: Genotype, alphas: Optional[Tensor] = None) -> Dict[str, Any]:
+    def record(self, genotype: Genotype, alphas: Tensor | None = None) -> dict[str, Any]:
         """The ``cost`` entry of a genotype file: kind, unit, target, the cost the table predicts
         for ``genotype`` (its network: fixed + its candidates) and E[cost] under ``alphas``."""
         fixed = self.fixed
@@ -143,7 +144,7 @@ class CostTerm(nn.Module):
         return out
 
 
-def build_cost_term(cfg: CfgNode, supernet) -> Optional[CostTerm]:
+def build_cost_term(cfg: CfgNode, supernet) -> CostTerm | None:
     """The :class:`CostTerm` of ``cfg.SEARCH.COST`` for ``supernet`` (None when off)."""
     kind = check_cost_config(cfg)
     if kind is None:

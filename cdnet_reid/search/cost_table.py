@@ -39,7 +39,8 @@ import statistics
 import tempfile
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -97,7 +98,7 @@ def space_of(backbone: nn.Module) -> str:
     return space
 
 
-def _searchable_cells(backbone: nn.Module) -> List[nn.Module]:
+def _searchable_cells(backbone: nn.Module) -> list[nn.Module]:
     return [cell for cell in backbone.cells if not isinstance(cell, DownSample)]
 
 
@@ -121,8 +122,8 @@ def network_parts(cfg, batch_size: int = 1):
     memory = torch.channels_last if cfg.MODEL.CHANNELS_LAST else torch.contiguous_format
     h, w = cfg.INPUT.SIZE_TEST
     images = torch.rand(batch_size, 3, h, w) * 255
-    shapes: Dict[int, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
-    inputs: Dict[int, Tensor] = {}
+    shapes: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    inputs: dict[int, Tensor] = {}
 
     def record(i):
         def hook(module, args, out):  # returns None: the output is left as it is
@@ -136,7 +137,7 @@ def network_parts(cfg, batch_size: int = 1):
     finally:
         for hdl in handles:
             hdl.remove()
-    fixed: List[Tuple[str, nn.Module, Tuple[Tensor, ...]]] = [("stem", _Stem(model), (images,))]
+    fixed: list[tuple[str, nn.Module, tuple[Tensor, ...]]] = [("stem", _Stem(model), (images,))]
     layers = []
     stage = 0
     for i, cell in enumerate(backbone.cells):
@@ -172,7 +173,7 @@ def _ort_session(path: str, threads: int):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-def _export(module: nn.Module, inputs: Tuple[Tensor, ...], path: str) -> List[str]:
+def _export(module: nn.Module, inputs: tuple[Tensor, ...], path: str) -> list[str]:
     import warnings
 
     names = [f"input{i}" for i in range(len(inputs))]
@@ -201,7 +202,7 @@ def runtime_version(runtime: str) -> str:
     raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
 
 
-def make_timer(runtime: str, module: nn.Module, inputs: Tuple[Tensor, ...], tmp: str, threads: int
+def make_timer(runtime: str, module: nn.Module, inputs: tuple[Tensor, ...], tmp: str, threads: int
                ) -> Callable[[], Any]:
     """A function running ``module(*inputs)`` once in ``runtime`` (exported to ONNX in ``tmp``
     for onnxruntime and openvino)."""
@@ -226,13 +227,13 @@ def make_timer(runtime: str, module: nn.Module, inputs: Tuple[Tensor, ...], tmp:
 
 
 def time_round_robin(timers: Sequence[Callable[[], Any]], *, warmup: int, runs: int, iters: int
-                     ) -> List[float]:
+                     ) -> list[float]:
     """Median seconds per call of every timer: ``warmup`` calls each, then ``runs`` rounds in which
     every timer runs ``iters`` calls in turn."""
     for t in timers:
         for _ in range(warmup):
             t()
-    samples: List[List[float]] = [[] for _ in timers]
+    samples: list[list[float]] = [[] for _ in timers]
     for _ in range(runs):
         for k, t in enumerate(timers):
             start = time.perf_counter()
@@ -254,7 +255,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _counts(module: nn.Module, inputs: Tuple[Tensor, ...]) -> Dict[str, int]:
+def _counts(module: nn.Module, inputs: tuple[Tensor, ...]) -> dict[str, int]:
     macs = conv_linear_macs(mac_analysis(module, inputs))
     # parameters of the modules that run (the stem part wraps the whole model; a head's classifier
     # does not run in eval mode)
@@ -264,7 +265,7 @@ def _counts(module: nn.Module, inputs: Tuple[Tensor, ...]) -> Dict[str, int]:
 # ---------------------------------------------------------------------------------- the table
 def build_cost_table(cfg, *, runtime: str = "torch", batch_size: int = 1, warmup: int = 5, runs: int = 7,
                      iters: int = 10, measure_latency: bool = True,
-                     log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The cost table of ``cfg``'s network (see the module docstring). With
     ``measure_latency=False`` only MACs and parameters are computed (no ``latency_ms``, no
     ``runtime``): what a search of kind macs/params needs."""
@@ -274,8 +275,8 @@ def build_cost_table(cfg, *, runtime: str = "torch", batch_size: int = 1, warmup
     threads = torch.get_num_threads()
     model, space, fixed, layers = network_parts(cfg, batch_size)
     b = cfg.MODEL.BACKBONE
-    entries: List[Tuple[Dict[str, Any], nn.Module, Tuple[Tensor, ...]]] = []
-    fixed_rows: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+    entries: list[tuple[dict[str, Any], nn.Module, tuple[Tensor, ...]]] = []
+    fixed_rows: OrderedDict[str, dict[str, Any]] = OrderedDict()
     for name, module, inputs in fixed:
         fixed_rows[name] = _counts(module, inputs)
         entries.append((fixed_rows[name], module, inputs))
@@ -322,14 +323,14 @@ def _sum(rows, key):
     return round(total, 6) if isinstance(total, float) else total
 
 
-def save_cost_table(table: Dict[str, Any], path: str) -> None:
+def save_cost_table(table: dict[str, Any], path: str) -> None:
     """Write ``table`` as JSON (atomic)."""
     with atomic_write(path) as f:
         json.dump(table, f, indent=1)
         f.write("\n")
 
 
-def load_cost_table(path: str, kind: Optional[str] = None) -> Dict[str, Any]:
+def load_cost_table(path: str, kind: str | None = None) -> dict[str, Any]:
     """Read and validate a cost table; with ``kind`` also check that it holds that cost."""
     if not os.path.isfile(path):
         raise CostTableError(f"cost table {path}: no such file")
@@ -347,7 +348,7 @@ def _number(value, where: str) -> None:
         raise CostTableError(f"{where}: expected a finite number >= 0, got {value!r}")
 
 
-def validate_cost_table(table: Any, source: str, kind: Optional[str] = None) -> None:
+def validate_cost_table(table: Any, source: str, kind: str | None = None) -> None:
     """Raise :class:`CostTableError` naming ``source`` and the key when ``table`` is not a valid
     cost table (or lacks the cost ``kind``)."""
     if not isinstance(table, dict):
@@ -395,14 +396,14 @@ def validate_cost_table(table: Any, source: str, kind: Optional[str] = None) -> 
                 _number(cand[key], f"cost table {source}: key 'layers[{l}].candidates[{j}].{key}'")
 
 
-def cost_matrix(table: Dict[str, Any], kind: str) -> Tuple[float, List[List[float]]]:
+def cost_matrix(table: dict[str, Any], kind: str) -> tuple[float, list[list[float]]]:
     """``(fixed, costs)``: the fixed part and the L x N per-layer candidate costs of ``kind``."""
     key = KINDS[kind][0]
     return (float(table["fixed"][key]),
             [[float(c[key]) for c in row["candidates"]] for row in table["layers"]])
 
 
-def genotype_cost(table: Dict[str, Any], genotype: Genotype, kind: str) -> float:
+def genotype_cost(table: dict[str, Any], genotype: Genotype, kind: str) -> float:
     """The cost of ``genotype``'s network predicted by ``table``: fixed + its candidates' costs."""
     if genotype.space != table["space"] or len(genotype.layers) != len(table["layers"]):
         raise CostTableError(f"the cost table is for {len(table['layers'])} {table['space']} layers, the "

@@ -3,7 +3,7 @@ architecture part, each fed by an infinite P×K loader."""
 
 import logging
 from collections import defaultdict
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -18,7 +18,7 @@ SPLITS = ("disjoint", "authors")
 
 
 def split_per_identity(pids: Sequence[int], num_arch: int, mode: str = "disjoint",
-                       seed: int = 0) -> Tuple[List[int], List[int]]:
+                       seed: int = 0) -> tuple[list[int], list[int]]:
     """Indices of the weight part and of the architecture part, chosen per identity.
 
     * ``"disjoint"``: of an identity's n images, ``min(num_arch, n // 2)`` go to the architecture

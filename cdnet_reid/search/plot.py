@@ -17,7 +17,6 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -79,11 +78,11 @@ def _probabilities(geno: Genotype) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _entropy_from_metrics(path: str, num_layers: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+def _entropy_from_metrics(path: str, num_layers: int) -> tuple[np.ndarray, np.ndarray] | None:
     """``(epochs, entropy (E, L))`` from ``metrics.json``: the hook publishes
     ``alpha_entropy/layer{i}`` once per epoch, so the k-th logged iteration is epoch k (a resumed
     run rewrites iterations; the later line wins). None when the file has no complete record."""
-    rows: Dict[int, Dict[int, float]] = {}
+    rows: dict[int, dict[int, float]] = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
@@ -134,7 +133,7 @@ def _label(entry) -> str:
     return "[" + ", ".join(str(k) for k in entry) + "]"
 
 
-def plot_search(output_dir: str, out_path: Optional[str] = None, *, title: Optional[str] = None) -> str:
+def plot_search(output_dir: str, out_path: str | None = None, *, title: str | None = None) -> str:
     """Draw the search of ``output_dir`` into ``out_path`` (default ``output_dir/search_alphas.png``):
     a heatmap of softmax(α) per layer (candidates ``[k1, k2(, r)]`` × epochs, epoch 0 = the uniform
     initialisation) with the chosen candidate of the final genotype framed and its label in red,

@@ -9,16 +9,16 @@ registers them in ``BACKBONE_REGISTRY`` and defines the ``SEARCH`` keys they rea
 """
 
 from collections import OrderedDict
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..modeling.backbones.cdnet import StagedNet
+from ..modeling.registry import BACKBONE_REGISTRY
 from ..modeling.space.genotype import CANDIDATES, Genotype
 from ..modeling.space.mixed_op import MODES, MixedOp, topk_weights
 from ..modeling.space.ops import build_block, init_weights
-from ..modeling.registry import BACKBONE_REGISTRY
 
 
 class Supernet(StagedNet):
@@ -57,10 +57,10 @@ class Supernet(StagedNet):
                     adaptive_fusion=b.ADAPTIVE_FUSION, stem=b.STEM, mode=s.MODE, topk=s.TOPK,
                     alpha_init=s.ALPHA_INIT, seed=max(cfg.SEED, 0))
 
-    def arch_parameters(self) -> List[nn.Parameter]:
+    def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas]
 
-    def weight_parameters(self) -> List[nn.Parameter]:
+    def weight_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p is not self.alphas]
 
     def selection(self):

@@ -2,7 +2,6 @@
 
 import logging
 import time
-from typing import List, Tuple
 
 import torch
 import torch.distributed as dist
@@ -71,7 +70,7 @@ class SearchTrainer(DefaultTrainer):
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def split_data(cfg) -> Tuple[ImageDataset, List[int], List[int]]:
+    def split_data(cfg) -> tuple[ImageDataset, list[int], list[int]]:
         """``(training set, weight-part indices, architecture-part indices)``, split and logged once."""
         full = build_reid_train_set(cfg)
         weight_idx, arch_idx = split_per_identity(full.pids, cfg.SEARCH.ARCH_IMAGES_PER_ID,

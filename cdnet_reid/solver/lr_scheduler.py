@@ -6,7 +6,7 @@ max_iter`` in [0, 1). All epoch-based settings are converted to iterations once,
 
 import logging
 import math
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from fvcore.common.param_scheduler import (
@@ -74,13 +74,13 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
     def state_dict(self):
         return {"base_lrs": self.base_lrs, "last_epoch": self.last_epoch}
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> list[float]:
         where = min(self.last_epoch / self._max_iter, 1.0)
         m = self._multiplier(where)
         return [base_lr * m for base_lr in self.base_lrs]
 
 
-def epoch_iterations(epochs: Sequence[int], iters_per_epoch: int) -> List[int]:
+def epoch_iterations(epochs: Sequence[int], iters_per_epoch: int) -> list[int]:
     """The first iteration of each 1-based epoch: epoch ``m`` starts at ``(m - 1) * iters_per_epoch``.
     Every epoch-based setting of a schedule goes through here."""
     return [(m - 1) * iters_per_epoch for m in epochs]
@@ -105,7 +105,7 @@ def _positive(key: str, value, *, zero: bool = False) -> None:
         raise ConfigError(f"{key} must be a finite number {'>= 0' if zero else '> 0'}, got {value!r}")
 
 
-def check_lr_schedule(cfg, iters_per_epoch: Optional[int] = None) -> None:
+def check_lr_schedule(cfg, iters_per_epoch: int | None = None) -> None:
     """Every rule of the ``SOLVER`` schedule keys, in one place; a :class:`ConfigError` names the
     key and its value. Called at start-up (before the data are read, ``iters_per_epoch`` unknown
     unless ``SOLVER.ITERS_PER_EPOCH`` sets it) and again when the schedule is built.

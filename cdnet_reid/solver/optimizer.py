@@ -1,6 +1,7 @@
 """Optimizer construction with per-parameter options (weight decay of norms/biases, LR factors)."""
 
-from typing import Any, Dict, Iterable, List, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,10 +11,10 @@ _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
 
 
 def get_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float,
-                     weight_decay_norm: Optional[float] = None,
-                     weight_decay_bias: Optional[float] = None, bias_lr_factor: float = 1.0,
-                     overrides: Optional[Dict[str, Dict[str, float]]] = None,
-                     exclude: Iterable[nn.Parameter] = ()) -> List[Dict[str, Any]]:
+                     weight_decay_norm: float | None = None,
+                     weight_decay_bias: float | None = None, bias_lr_factor: float = 1.0,
+                     overrides: dict[str, dict[str, float]] | None = None,
+                     exclude: Iterable[nn.Parameter] = ()) -> list[dict[str, Any]]:
     """Parameter groups of ``model`` with per-parameter hyper-parameters.
 
     * ``weight_decay_norm`` applies to the parameters of normalisation layers and
@@ -28,7 +29,7 @@ def get_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float,
     wd_norm = weight_decay if weight_decay_norm is None else weight_decay_norm
     wd_bias = weight_decay if weight_decay_bias is None else weight_decay_bias
     seen = {id(p) for p in exclude}
-    groups: Dict[tuple, Dict[str, Any]] = {}
+    groups: dict[tuple, dict[str, Any]] = {}
     for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:

@@ -5,7 +5,7 @@ import os
 import resource
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from collections.abc import Callable
 
 import torch
 
@@ -21,7 +21,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def measure(step: Callable[[], object], images_per_step: int, device: torch.device, iters: int
-            ) -> Tuple[float, float, float]:
+            ) -> tuple[float, float, float]:
     """One timed run of ``iters`` calls: ``(images/s, user CPU s, system CPU s)`` (this process,
     all threads)."""
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -34,8 +34,8 @@ def measure(step: Callable[[], object], images_per_step: int, device: torch.devi
     return images_per_step * iters / elapsed, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
 
 
-def round_robin(candidates: Dict[str, object], images_per_step: int, device: torch.device, runs: int,
-                iters: int) -> Dict[str, List[Tuple[float, float, float]]]:
+def round_robin(candidates: dict[str, object], images_per_step: int, device: torch.device, runs: int,
+                iters: int) -> dict[str, list[tuple[float, float, float]]]:
     """``{name: [(rate, user, sys), ...]}``: run r of every candidate, then run r + 1, ...
 
     A candidate is a callable (one step, timed here by :func:`measure`) or an object with a

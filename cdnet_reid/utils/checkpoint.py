@@ -26,8 +26,9 @@ import logging
 import os
 import pickle
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
@@ -47,7 +48,7 @@ WRAPPER_PREFIXES = ("module.",)
 #: ``(name, detect(state_dict) -> bool, convert(state_dict, model_keys) -> state_dict)`` for
 #: foreign checkpoint layouts (e.g. the CDNet authors' released files); see
 #: :func:`register_state_dict_converter`.
-_CONVERTERS: List[Tuple[str, Callable, Callable]] = []
+_CONVERTERS: list[tuple[str, Callable, Callable]] = []
 
 
 class CheckpointError(RuntimeError):
@@ -78,9 +79,9 @@ class StateDictRules:
     * ``essential``: key prefixes whose absence from a pre-trained file is a warning (others: info).
     """
 
-    classifiers: Tuple[str, ...] = ()
-    aliases: Tuple[Tuple[str, str], ...] = ()
-    essential: Tuple[str, ...] = ("",)
+    classifiers: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    essential: tuple[str, ...] = ("",)
 
     def is_classifier(self, key: str) -> bool:
         return bool(self.classifiers) and key.startswith(self.classifiers)
@@ -92,7 +93,7 @@ def state_dict_rules(model) -> StateDictRules:
     return rules() if callable(rules) else StateDictRules()
 
 
-def strip_wrapper_prefix(weights: Dict[str, Any]) -> Dict[str, Any]:
+def strip_wrapper_prefix(weights: dict[str, Any]) -> dict[str, Any]:
     """``weights`` without the prefix (:data:`WRAPPER_PREFIXES`) that a wrapper adds to every key."""
     for prefix in WRAPPER_PREFIXES:
         if weights and all(k.startswith(prefix) for k in weights):
@@ -100,8 +101,8 @@ def strip_wrapper_prefix(weights: Dict[str, Any]) -> Dict[str, Any]:
     return weights
 
 
-def apply_aliases(weights: Dict[str, Any], model_keys: Iterable[str],
-                  aliases: Iterable[Tuple[str, str]]) -> Dict[str, Any]:
+def apply_aliases(weights: dict[str, Any], model_keys: Iterable[str],
+                  aliases: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Rename ``weights``' keys by the ``(checkpoint prefix, model prefix)`` pairs of
     :attr:`StateDictRules.aliases` that apply (see there)."""
     model_keys = list(model_keys)
@@ -113,7 +114,7 @@ def apply_aliases(weights: Dict[str, Any], model_keys: Iterable[str],
     return weights
 
 
-def prepare_weights(weights: Dict[str, Any], model) -> Tuple[Dict[str, Any], Optional[str]]:
+def prepare_weights(weights: dict[str, Any], model) -> tuple[dict[str, Any], str | None]:
     """``(weights named as model's keys, name of the recognised foreign layout or None)``: the
     wrapper prefix stripped, a registered converter applied, the model's aliases applied."""
     keys = list(model.state_dict().keys())
@@ -121,15 +122,15 @@ def prepare_weights(weights: Dict[str, Any], model) -> Tuple[Dict[str, Any], Opt
     return apply_aliases(weights, keys, state_dict_rules(model).aliases), layout
 
 
-def register_state_dict_converter(name: str, detect: Callable[[Dict], bool],
-                                  convert: Callable[[Dict, Iterable[str]], Dict]) -> None:
+def register_state_dict_converter(name: str, detect: Callable[[dict], bool],
+                                  convert: Callable[[dict, Iterable[str]], dict]) -> None:
     """Teach :class:`Checkpointer` a foreign key layout: model weights for which ``detect`` is true
     are renamed with ``convert`` (given the target model's keys) before loading."""
     _CONVERTERS.append((name, detect, convert))
 
 
-def convert_foreign_layout(weights: Dict[str, Any], model_keys: Iterable[str]
-                           ) -> Tuple[Dict[str, Any], Optional[str]]:
+def convert_foreign_layout(weights: dict[str, Any], model_keys: Iterable[str]
+                           ) -> tuple[dict[str, Any], str | None]:
     """``(weights renamed onto the model's keys, name of the recognised layout)`` when a converter
     registered with :func:`register_state_dict_converter` recognises ``weights``; else
     ``(weights, None)``. A wrapper's prefix (:func:`strip_wrapper_prefix`) is stripped first."""
@@ -143,7 +144,7 @@ def convert_foreign_layout(weights: Dict[str, Any], model_keys: Iterable[str]
 _MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"{": "a JSON file"}
 
 
-def _not_a_checkpoint(path: str) -> Optional[str]:
+def _not_a_checkpoint(path: str) -> str | None:
     """Why ``path`` cannot be a ``torch.save`` file, judged from its type and first bytes."""
     if os.path.isdir(path):
         return "it is a folder, not a checkpoint file"
@@ -159,7 +160,7 @@ def _not_a_checkpoint(path: str) -> Optional[str]:
     return "it is not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
 
 
-def read_checkpoint(path: str) -> Dict[str, Any]:
+def read_checkpoint(path: str) -> dict[str, Any]:
     """The content of checkpoint file ``path`` as a dict with a ``"model"`` state dict, read with
     ``torch.load(weights_only=True)`` on the CPU. A bare state dict (as many released models are)
     or ``{"state_dict": ...}`` becomes ``{"model": ...}``. Anything else raises
@@ -206,7 +207,7 @@ def _is_checkpoint_readable(path: str) -> bool:
         return False
 
 
-def find_last_checkpoint(folder: str) -> Optional[str]:
+def find_last_checkpoint(folder: str) -> str | None:
     """The checkpoint a resume of ``folder`` continues from: the one named by ``last_checkpoint``,
     or, when that file is missing or unreadable, the newest readable ``*.pth`` (with a warning);
     ``None`` when the folder holds none."""
@@ -229,8 +230,8 @@ def find_last_checkpoint(folder: str) -> Optional[str]:
     return None
 
 
-def match_state_dict(model_state: Dict[str, torch.Tensor], weights: Dict[str, Any]
-                     ) -> Tuple[Dict[str, torch.Tensor], List[str], List[str], List[str]]:
+def match_state_dict(model_state: dict[str, torch.Tensor], weights: dict[str, Any]
+                     ) -> tuple[dict[str, torch.Tensor], list[str], list[str], list[str]]:
     """``(loadable, missing, mismatched, unexpected)``: the entries of ``weights`` whose name and
     shape match ``model_state``, the model keys they lack, those of another shape, and the
     checkpoint keys the model does not have."""
@@ -246,7 +247,7 @@ def match_state_dict(model_state: Dict[str, torch.Tensor], weights: Dict[str, An
     return loadable, missing, mismatched, unexpected
 
 
-def _first(keys: List[str], n: int = 5) -> str:
+def _first(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
@@ -266,7 +267,7 @@ class Checkpointer(_FvcoreCheckpointer):
         a resume continues from (``last_checkpoint``)."""
         if not self.save_dir or not self.save_to_disk:
             return
-        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        data: dict[str, Any] = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
         data.update(kwargs)
@@ -285,15 +286,15 @@ class Checkpointer(_FvcoreCheckpointer):
         with atomic_write(os.path.join(self.save_dir, "last_checkpoint")) as f:
             f.write(last_filename_basename)
 
-    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+    def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
         """Load the model weights of ``path`` (strictly, see :meth:`load_model_weights`) and the
         ``checkpointables`` named (all registered ones by default); return the other entries."""
         if not path:
             raise ValueError("Checkpointer.load: no checkpoint path given")
         return self.load_checkpoint(read_checkpoint(path), path, checkpointables)
 
-    def load_checkpoint(self, checkpoint: Dict[str, Any], source: str,
-                        checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+    def load_checkpoint(self, checkpoint: dict[str, Any], source: str,
+                        checkpointables: list[str] | None = None) -> dict[str, Any]:
         """:meth:`load` for the content of a checkpoint already read (``source``: its name)."""
         checkpoint = dict(checkpoint)
         self.load_model_weights(checkpoint, source)
@@ -303,7 +304,7 @@ class Checkpointer(_FvcoreCheckpointer):
                 self.checkpointables[key].load_state_dict(checkpoint.pop(key))
         return checkpoint
 
-    def load_model_weights(self, checkpoint: Dict[str, Any], source: str) -> None:
+    def load_model_weights(self, checkpoint: dict[str, Any], source: str) -> None:
         """Copy ``checkpoint["model"]`` into the model, all or nothing.
 
         Raises :class:`IncompatibleCheckpointError` naming ``source``, how many tensors matched and
@@ -340,7 +341,7 @@ class Checkpointer(_FvcoreCheckpointer):
             logger.warning("%s has %d tensors this model does not use: %s", source,
                                 len(unexpected), _first(unexpected))
 
-    def _load_file(self, filename: str) -> Dict[str, Any]:
+    def _load_file(self, filename: str) -> dict[str, Any]:
         return read_checkpoint(filename)
 
 

@@ -6,11 +6,12 @@ in a plain single-process test. Collectives use ``*_object`` variants of torch.d
 
 import functools
 import gc
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
 
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -37,7 +38,7 @@ def synchronize() -> None:
             dist.barrier()
 
 
-@functools.lru_cache()
+@functools.lru_cache
 def _cpu_group():
     """A group for CPU-tensor and object collectives: the default group when it has a gloo
     backend (``gloo``, ``cpu:gloo,cuda:nccl``), else a new gloo group beside NCCL. Cached until
@@ -55,16 +56,16 @@ def release_groups() -> None:
     gc.collect()
 
 
-def all_gather(data: Any) -> List[Any]:
+def all_gather(data: Any) -> list[Any]:
     """Gather a picklable object from every rank; returns the list on every rank."""
     if get_world_size() == 1:
         return [data]
-    out: List[Any] = [None] * get_world_size()
+    out: list[Any] = [None] * get_world_size()
     dist.all_gather_object(out, data, group=_cpu_group())
     return out
 
 
-def gather(data: Any, dst: int = 0) -> List[Any]:
+def gather(data: Any, dst: int = 0) -> list[Any]:
     """Gather a picklable object onto rank ``dst``; other ranks receive ``[]``."""
     if get_world_size() == 1:
         return [data]
@@ -82,7 +83,7 @@ def all_reduce_max(value: int) -> int:
     return int(t.item())
 
 
-def raise_if_any(error: Optional[BaseException]) -> None:
+def raise_if_any(error: BaseException | None) -> None:
     """Collective: every rank passes the error it met (or None); if any rank met one, every rank
     raises the first (by rank), so that all processes stop together with the same message."""
     errors = all_gather(error) if get_world_size() > 1 else [error]

@@ -1,6 +1,5 @@
 """Parameter and MAC counting (fvcore). One MAC is one multiply-add; fvcore calls it a "flop"."""
 
-from typing import Dict
 
 import torch
 from torch import nn
@@ -43,6 +42,6 @@ def mac_analysis(model: nn.Module, inputs: torch.Tensor):
 
 def conv_linear_macs(analysis) -> float:
     """Multiply-adds of convolutions and linear layers only (the paper's "FLOPs")."""
-    by_op: Dict[str, float] = analysis.by_operator()
+    by_op: dict[str, float] = analysis.by_operator()
     return float(by_op.get("conv", 0) + by_op.get("linear", 0) + by_op.get("addmm", 0)
                  + by_op.get("matmul", 0))

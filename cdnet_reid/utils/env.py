@@ -7,7 +7,6 @@ import os
 import platform
 import random
 import sys
-from typing import Optional
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ _M_MMAP_MAX = -4
 #: given back to the system only beyond this (1 GiB).
 DEFAULT_TRIM_THRESHOLD = 1 << 30
 
-_allocator_state: Optional[str] = None
+_allocator_state: str | None = None
 
 
 def setup_cpu_allocator(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> str:

@@ -24,8 +24,8 @@ import json
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
@@ -43,7 +43,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_STORAGE_STACK: List["EventStorage"] = []
+_STORAGE_STACK: list["EventStorage"] = []
 
 
 def get_event_storage() -> "EventStorage":
@@ -80,9 +80,9 @@ class EventStorage:
 
     def __init__(self, start_iter: int = 0):
         self._iter = int(start_iter)
-        self._history: Dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
-        self._smoothing_hints: Dict[str, bool] = {}
-        self._latest_scalars: Dict[str, Tuple[float, int]] = {}
+        self._history: dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
+        self._smoothing_hints: dict[str, bool] = {}
+        self._latest_scalars: dict[str, tuple[float, int]] = {}
         self._current_prefix = ""
 
     # ------------------------------------------------------------------ iteration
@@ -97,7 +97,7 @@ class EventStorage:
 
     # ------------------------------------------------------------------ put
     def put_scalar(self, name: str, value, smoothing_hint: bool = True,
-                   cur_iter: Optional[int] = None) -> None:
+                   cur_iter: int | None = None) -> None:
         """Record a scalar.
 
         Args:
@@ -123,7 +123,7 @@ class EventStorage:
         self._history[name].update(value, it)
         self._latest_scalars[name] = (value, it)
 
-    def put_scalars(self, *, smoothing_hint: bool = True, cur_iter: Optional[int] = None,
+    def put_scalars(self, *, smoothing_hint: bool = True, cur_iter: int | None = None,
                     **kwargs) -> None:
         """Record several scalars at once, e.g. ``storage.put_scalars(loss=1.0, acc=0.5)``."""
         for k, v in kwargs.items():
@@ -139,15 +139,15 @@ class EventStorage:
             )
         return buf
 
-    def histories(self) -> Dict[str, HistoryBuffer]:
+    def histories(self) -> dict[str, HistoryBuffer]:
         """All histories, name -> :class:`HistoryBuffer`."""
         return dict(self._history)
 
-    def latest(self) -> Dict[str, Tuple[float, int]]:
+    def latest(self) -> dict[str, tuple[float, int]]:
         """name -> (latest value, iteration it was recorded at)."""
         return dict(self._latest_scalars)
 
-    def latest_with_smoothing_hint(self, window_size: int = 20) -> Dict[str, Tuple[float, int]]:
+    def latest_with_smoothing_hint(self, window_size: int = 20) -> dict[str, tuple[float, int]]:
         """Like :meth:`latest`, but scalars with a True smoothing hint are replaced by the
         median of their last ``window_size`` values."""
         result = {}
@@ -157,7 +157,7 @@ class EventStorage:
             result[name] = (value, it)
         return result
 
-    def smoothing_hints(self) -> Dict[str, bool]:
+    def smoothing_hints(self) -> dict[str, bool]:
         """name -> smoothing hint given when the scalar was first put."""
         return dict(self._smoothing_hints)
 
@@ -225,7 +225,7 @@ class JSONWriter(EventWriter):
         self._path = json_file
         self._file_handle = open(json_file, "a", encoding="utf-8")
         self._window_size = window_size
-        self._last_written: Dict[str, int] = {}
+        self._last_written: dict[str, int] = {}
 
     def resume(self, start_iter: int) -> None:
         """Continue the file of a run resumed at ``start_iter``: the records of iterations from
@@ -250,7 +250,7 @@ class JSONWriter(EventWriter):
 
     def write(self) -> None:
         storage = get_event_storage()
-        to_save: Dict[int, Dict[str, float]] = defaultdict(dict)
+        to_save: dict[int, dict[str, float]] = defaultdict(dict)
         for name, (value, it) in storage.latest_with_smoothing_hint(self._window_size).items():
             if it <= self._last_written.get(name, -1):
                 continue
@@ -292,15 +292,15 @@ class CommonMetricPrinter(EventWriter):
     _ETA_WINDOW = 1000  # longer window for a stable ETA
 
     def __init__(self, max_iter: int, window_size: int = 20,
-                 ims_per_batch: Optional[int] = None):
+                 ims_per_batch: int | None = None):
         self.logger = logging.getLogger(__name__)
         self._max_iter = int(max_iter)
         self._window_size = window_size
         self._ims_per_batch = ims_per_batch
         self._timer = Timer()
-        self._last_write: Optional[Tuple[int, float]] = None  # (iteration, timer seconds)
+        self._last_write: tuple[int, float] | None = None  # (iteration, timer seconds)
 
-    def _eta_seconds(self, storage: EventStorage, iteration: int) -> Optional[float]:
+    def _eta_seconds(self, storage: EventStorage, iteration: int) -> float | None:
         remaining = max(self._max_iter - iteration - 1, 0)
         histories = storage.histories()
         if "time" in histories:
@@ -391,7 +391,7 @@ class TensorboardXWriter(EventWriter):
 _TB_MISSING_LOGGED = False
 
 
-def build_tensorboard_writer(log_dir: str, window_size: int = 20) -> Optional[TensorboardXWriter]:
+def build_tensorboard_writer(log_dir: str, window_size: int = 20) -> TensorboardXWriter | None:
     """A :class:`TensorboardXWriter`, or ``None`` (logged once at INFO) if TensorBoard is not
     installed."""
     global _TB_MISSING_LOGGED

@@ -5,9 +5,11 @@ import contextlib
 import glob
 import os
 import tempfile
-from typing import IO, Iterator, List
+from collections.abc import Iterator
+from typing import IO
 
-from iopath.common.file_io import HTTPURLHandler, PathManager as _PathManager
+from iopath.common.file_io import HTTPURLHandler
+from iopath.common.file_io import PathManager as _PathManager
 
 PathManager = _PathManager()
 PathManager.register_handler(HTTPURLHandler())
@@ -59,7 +61,7 @@ def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
         raise
 
 
-def remove_stale_temp_files(folder: str) -> List[str]:
+def remove_stale_temp_files(folder: str) -> list[str]:
     """Delete the leftovers of :func:`atomic_write` calls that a kill interrupted in ``folder``
     (call it only while no other process writes there, e.g. under the run's lock); returns them."""
     stale = sorted(glob.glob(os.path.join(glob.escape(folder), TEMP_PREFIX + "*")))

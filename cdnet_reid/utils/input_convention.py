@@ -3,7 +3,6 @@ test transform; a file written for boxmot takes ImageNet mean/std-normalised RGB
 says so in its ONNX metadata (``input_convention``). Shared by the exporters that write such
 files and the predictors that run them."""
 
-from typing import Dict
 
 import torch
 
@@ -30,7 +29,7 @@ def to_model_input(pixels: torch.Tensor, convention: str) -> torch.Tensor:
     return imagenet_normalize(pixels) if convention == IMAGENET_CONVENTION else pixels.float()
 
 
-def read_onnx_metadata(path: str) -> Dict[str, str]:
+def read_onnx_metadata(path: str) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file as a dict of strings."""
     import onnx
 

@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Optional, Tuple
 
 from termcolor import colored
 
@@ -48,7 +47,7 @@ class _ConsoleFormatter(logging.Formatter):
         return prefix + " " + log
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_log_stream(filename: str):
     """Open ``filename`` once per process, in append mode (a resumed run continues the log)."""
     stream = open(filename, "a", encoding="utf-8")
@@ -56,9 +55,9 @@ def _cached_log_stream(filename: str):
     return stream
 
 
-@functools.lru_cache(maxsize=None)
-def _setup_logger(output: Optional[str], distributed_rank: int, color: bool, name: str,
-                  abbrev_name: Optional[str]) -> logging.Logger:
+@functools.cache
+def _setup_logger(output: str | None, distributed_rank: int, color: bool, name: str,
+                  abbrev_name: str | None) -> logging.Logger:
     logger = logging.getLogger(name)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
@@ -97,7 +96,7 @@ def _setup_logger(output: Optional[str], distributed_rank: int, color: bool, nam
 
 
 def setup_logger(output=None, distributed_rank: int = 0, *, color: bool = True,
-                 name: str = "cdnet_reid", abbrev_name: Optional[str] = None) -> logging.Logger:
+                 name: str = "cdnet_reid", abbrev_name: str | None = None) -> logging.Logger:
     """Configure and return the logger ``name``.
 
     Calls are cached (``functools.lru_cache``), so calling it again with the same arguments
@@ -120,7 +119,7 @@ setup_logger.cache_clear = _setup_logger.cache_clear  # type: ignore[attr-define
 
 
 # ====================================================================== rate-limited helpers
-def _find_caller() -> Tuple[str, Tuple[str, int, str]]:
+def _find_caller() -> tuple[str, tuple[str, int, str]]:
     """The module name and (file, line, function) of the first frame outside this file."""
     frame = sys._getframe(1)
     this_file = os.path.normcase(os.path.abspath(__file__))
@@ -140,7 +139,7 @@ _LOG_EVERY_N_COUNTER: Counter = Counter()
 _LOG_TIMER: dict = {}
 
 
-def log_first_n(lvl: int, msg: str, n: int = 1, *, name: Optional[str] = None,
+def log_first_n(lvl: int, msg: str, n: int = 1, *, name: str | None = None,
                 key="caller") -> None:
     """Log ``msg`` only the first ``n`` times.
 
@@ -164,7 +163,7 @@ def log_first_n(lvl: int, msg: str, n: int = 1, *, name: Optional[str] = None,
         logging.getLogger(name or caller_module).log(lvl, msg)
 
 
-def log_every_n(lvl: int, msg: str, n: int = 1, *, name: Optional[str] = None) -> None:
+def log_every_n(lvl: int, msg: str, n: int = 1, *, name: str | None = None) -> None:
     """Log ``msg`` once every ``n`` calls from the same place."""
     caller_module, caller_key = _find_caller()
     _LOG_EVERY_N_COUNTER[caller_key] += 1
@@ -172,7 +171,7 @@ def log_every_n(lvl: int, msg: str, n: int = 1, *, name: Optional[str] = None) -
         logging.getLogger(name or caller_module).log(lvl, msg)
 
 
-def log_every_n_seconds(lvl: int, msg: str, n: float = 1, *, name: Optional[str] = None) -> None:
+def log_every_n_seconds(lvl: int, msg: str, n: float = 1, *, name: str | None = None) -> None:
     """Log ``msg`` at most once every ``n`` seconds from the same place (file + line)."""
     caller_module, caller_key = _find_caller()
     last = _LOG_TIMER.get(caller_key)

@@ -12,7 +12,7 @@ FC block offered to a two-branch neck's global branch) are applied
 """
 
 import logging
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 from fvcore.common.checkpoint import get_missing_parameters_message, get_unexpected_parameters_message
 from torch import nn
@@ -26,11 +26,11 @@ __all__ = ["PretrainReport", "load_pretrained"]
 
 
 class PretrainReport(NamedTuple):
-    loaded: List[str]        # model keys copied from the checkpoint
-    classifier: List[str]    # model keys skipped because they are classifiers
-    missing: List[str]       # model keys absent from the checkpoint
-    mismatched: List[str]    # model keys present with another shape
-    unused: List[str]        # checkpoint keys that match nothing of the model
+    loaded: list[str]        # model keys copied from the checkpoint
+    classifier: list[str]    # model keys skipped because they are classifiers
+    missing: list[str]       # model keys absent from the checkpoint
+    mismatched: list[str]    # model keys present with another shape
+    unused: list[str]        # checkpoint keys that match nothing of the model
 
 
 def load_pretrained(model: nn.Module, path: str) -> PretrainReport:

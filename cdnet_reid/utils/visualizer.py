@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -45,13 +45,13 @@ def _save(fig, path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # training curves
 # ---------------------------------------------------------------------------------------------
-def read_metrics(path: str) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``metrics.json`` (JSON lines, see ``utils.events.JSONWriter``) -> ``{name: (iters, values)}``
     sorted by iteration. Several lines may hold the same iteration (evaluation metrics are
     written after the training scalars of their iteration); a resumed run rewrites iterations it
     had already logged, and the later line wins. Unparsable lines (e.g. a truncated last line
     after a kill) are skipped."""
-    series: Dict[str, Dict[int, float]] = defaultdict(dict)
+    series: dict[str, dict[int, float]] = defaultdict(dict)
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
@@ -77,7 +77,7 @@ def _natural_order(name: str):
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
 
 
-def curve_panels(names, panels: Optional[Mapping[str, str]] = None) -> Dict[str, List[str]]:
+def curve_panels(names, panels: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """The scalars of a run grouped into panels of one kind and one unit each: ``losses``,
     ``learning rate``, ``evaluation`` (``<dataset>/<metric>``, in %) and the caller's ``panels``
     (``{title: key prefix}``, taken before the evaluation rule, e.g. a component's own
@@ -98,8 +98,8 @@ def curve_panels(names, panels: Optional[Mapping[str, str]] = None) -> Dict[str,
     return {title: keys for title, keys in out.items() if keys}
 
 
-def plot_training_curves(metrics_path: str, out_path: str, *, title: Optional[str] = None,
-                         panels: Optional[Mapping[str, str]] = None) -> str:
+def plot_training_curves(metrics_path: str, out_path: str, *, title: str | None = None,
+                         panels: Mapping[str, str] | None = None) -> str:
     """A PNG over the iterations of a run with one panel per kind of scalar (:func:`curve_panels`
     with the caller's ``panels``), legends below the panels. Returns ``out_path``."""
     series = read_metrics(metrics_path)
@@ -134,7 +134,7 @@ def plot_training_curves(metrics_path: str, out_path: str, *, title: Optional[st
 # ---------------------------------------------------------------------------------------------
 # rank lists
 # ---------------------------------------------------------------------------------------------
-def _load_rgb(path: str, size: Tuple[int, int]) -> np.ndarray:
+def _load_rgb(path: str, size: tuple[int, int]) -> np.ndarray:
     """Image file -> ``size`` (H, W) RGB uint8 array (a grey placeholder if unreadable)."""
     from PIL import Image
 
@@ -146,7 +146,7 @@ def _load_rgb(path: str, size: Tuple[int, int]) -> np.ndarray:
         return np.full((h, w, 3), 200, dtype=np.uint8)
 
 
-def _framed(img: np.ndarray, color: Tuple[int, int, int], width: int) -> np.ndarray:
+def _framed(img: np.ndarray, color: tuple[int, int, int], width: int) -> np.ndarray:
     out = np.empty((img.shape[0] + 2 * width, img.shape[1] + 2 * width, 3), dtype=np.uint8)
     out[...] = np.asarray(color, dtype=np.uint8)
     out[width:width + img.shape[0], width:width + img.shape[1]] = img
@@ -156,7 +156,7 @@ def _framed(img: np.ndarray, color: Tuple[int, int, int], width: int) -> np.ndar
 def plot_rank_list(query_path: str, query_pid: int, query_camid: int,
                    gallery_paths: Sequence[str], gallery_pids: Sequence[int],
                    gallery_camids: Sequence[int], distances: Sequence[float], out_path: str, *,
-                   title: str = "", image_size: Tuple[int, int] = (128, 64),
+                   title: str = "", image_size: tuple[int, int] = (128, 64),
                    show_names: bool = False) -> str:
     """One row: the query (blue frame) then its ranked gallery matches, each with a green
     (same identity) or red (other identity) frame, its rank, distance and camera id. Without

@@ -11,6 +11,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # this project and the repository root
 
 import mobilenetv2_reid  # noqa: E402  (registers the MobileNetV2 backbone)
+
 from cdnet_reid.engine import main  # noqa: E402
 
 if __name__ == "__main__":

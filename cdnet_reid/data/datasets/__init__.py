@@ -6,17 +6,18 @@ whose instances expose ``train``, ``query`` and ``gallery`` lists of ``(img_path
 ``train`` and ``test`` lists of ``(img_path_or_array, label)`` instead.
 """
 
-from .registry import DATASET_REGISTRY
 from .bases import ClassificationDataset, ReidDataset
-from .synthetic import SyntheticReID  # noqa: F401  (registers "SyntheticReID")
+from .cifar import CIFAR100
+from .custom import CustomReID
+from .dukemtmc import DukeMTMC
+from .imagenet import ImageNet
+
 # Real datasets (registered under their class names) and the generic custom dataset.
 from .layout import DatasetError, DatasetLayoutError
 from .market1501 import Market1501, MarketStyleDataset
-from .dukemtmc import DukeMTMC
 from .msmt17 import MSMT17
-from .custom import CustomReID
-from .cifar import CIFAR100
-from .imagenet import ImageNet
+from .registry import DATASET_REGISTRY
+from .synthetic import SyntheticReID  # noqa: F401  (registers "SyntheticReID")
 
 __all__ = ["DATASET_REGISTRY", "ReidDataset", "SyntheticReID", "ClassificationDataset",
            "DatasetError", "DatasetLayoutError", "Market1501", "MarketStyleDataset", "DukeMTMC", "MSMT17",

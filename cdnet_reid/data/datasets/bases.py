@@ -2,7 +2,8 @@
 ``(img_path, pid, camid)``) and classification (``train``/``test`` lists of ``(image, label)``)."""
 
 import logging
-from typing import Any, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from tabulate import tabulate
 
@@ -10,10 +11,10 @@ from .layout import DatasetError
 
 logger = logging.getLogger(__name__)
 
-Item = Tuple[str, int, int]
+Item = tuple[str, int, int]
 
 
-def relabel_pids(items: Sequence[Item]) -> List[Item]:
+def relabel_pids(items: Sequence[Item]) -> list[Item]:
     """Map the pids of ``items`` onto 0..N-1 in **sorted** pid order (platform independent)."""
     pid2label = {pid: label for label, pid in enumerate(sorted({pid for _, pid, _ in items}))}
     return [(path, pid2label[pid], camid) for path, pid, camid in items]
@@ -47,7 +48,7 @@ class ReidDataset:
         self.gallery = list(gallery)
 
     @staticmethod
-    def stats(items: Sequence[Item]) -> Tuple[int, int, int]:
+    def stats(items: Sequence[Item]) -> tuple[int, int, int]:
         """(number of ids, number of images, number of cameras) of a split."""
         return (len({p for _, p, _ in items}), len(items), len({c for _, _, c in items}))
 
@@ -104,7 +105,7 @@ class ClassificationDataset:
         default)."""
         return {"root": root}
 
-    def __init__(self, train: Sequence[Tuple[Any, int]], test: Sequence[Tuple[Any, int]],
+    def __init__(self, train: Sequence[tuple[Any, int]], test: Sequence[tuple[Any, int]],
                  classes: Sequence[str], *, name: str = ""):
         self.name = name or type(self).__name__
         self.train = list(train)

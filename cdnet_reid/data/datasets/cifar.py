@@ -4,7 +4,7 @@ import codecs
 import logging
 import os
 import pickle
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -13,9 +13,9 @@ try:
 except ImportError:  # numpy 1.x
     from numpy.core.multiarray import _reconstruct
 
-from .registry import DATASET_REGISTRY
 from .bases import ClassificationDataset
 from .layout import DatasetLayoutError, find_dataset_dir, scan_image_folder
+from .registry import DATASET_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class _CifarUnpickler(pickle.Unpickler):
                 f"numbers and numpy arrays; this one may try to run code)") from None
 
 
-def load_cifar_pickle(path: str) -> Dict[str, Any]:
+def load_cifar_pickle(path: str) -> dict[str, Any]:
     """One file of the official python version, with ``str`` keys.
 
     The files are Python 2 pickles of dicts with byte-string keys (``b"data"``, ``b"fine_labels"``,
@@ -72,7 +72,7 @@ def load_cifar_pickle(path: str) -> Dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
-def _decode(names) -> List[str]:
+def _decode(names) -> list[str]:
     return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
 
 
@@ -125,7 +125,7 @@ class CIFAR100(ClassificationDataset):
             test = self._read_split("test", len(classes))
         super().__init__(train, test, classes)
 
-    def _read_split(self, split: str, num_classes: int) -> List[Tuple[np.ndarray, int]]:
+    def _read_split(self, split: str, num_classes: int) -> list[tuple[np.ndarray, int]]:
         path = os.path.join(self.dataset_dir, split)
         d = load_cifar_pickle(path)
         for key in ("data", "fine_labels"):

@@ -28,19 +28,18 @@ training-only or test-only dataset is fine), but at least one must exist.
 
 import logging
 import os
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from ...config import CfgNode, register_config
-from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
-from .layout import (DatasetLayoutError, check_listed_files, first_existing, parse_market_dir,
-                     read_list_file)
+from .layout import DatasetLayoutError, check_listed_files, first_existing, parse_market_dir, read_list_file
+from .registry import DATASET_REGISTRY
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CustomReID", "add_custom_config"]
 
-_SPLITS: Sequence[Tuple[str, Tuple[str, ...], Tuple[str, ...]]] = (
+_SPLITS: Sequence[tuple[str, tuple[str, ...], tuple[str, ...]]] = (
     ("train", ("train.csv", "train.txt"), ("bounding_box_train", "train")),
     ("query", ("query.csv", "query.txt"), ("query",)),
     ("gallery", ("gallery.csv", "gallery.txt"), ("bounding_box_test", "gallery")),
@@ -71,13 +70,13 @@ class CustomReID(ReidDataset):
             attribute ``folder`` (subclasses) or, when built from a config, ``DATASETS.CUSTOM_DIR``.
     """
 
-    folder: Optional[str] = None
+    folder: str | None = None
 
     @classmethod
     def from_config(cls, cfg, *, root: str, **context) -> dict:
         return {"root": root} if cls.folder else {"root": root, "folder": cfg.DATASETS.CUSTOM_DIR}
 
-    def __init__(self, root: str = "datasets", folder: Optional[str] = None):
+    def __init__(self, root: str = "datasets", folder: str | None = None):
         name = type(self).__name__
         folder = folder or type(self).folder
         if not folder:

@@ -1,7 +1,7 @@
 """DukeMTMC-reID (Zheng et al., ICCV 2017; the re-ID subset of DukeMTMC)."""
 
-from .registry import DATASET_REGISTRY
 from .market1501 import MarketStyleDataset
+from .registry import DATASET_REGISTRY
 
 __all__ = ["DukeMTMC"]
 

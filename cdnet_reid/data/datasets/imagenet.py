@@ -2,9 +2,9 @@
 
 import os
 
-from .registry import DATASET_REGISTRY
 from .bases import ClassificationDataset
 from .layout import find_dataset_dir, scan_image_folder
+from .registry import DATASET_REGISTRY
 
 __all__ = ["ImageNet"]
 

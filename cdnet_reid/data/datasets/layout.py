@@ -15,7 +15,7 @@ import csv
 import logging
 import os
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 from ...config import ConfigError
 from ...utils.file_io import InputFileNotFoundError
@@ -33,8 +33,8 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 #: ``0002_c1s1_000451_03.jpg`` (pid 2, camera 1), ``0005_c2_f0046985.jpg``, ``-1_c3s2_...`` (junk).
 MARKET_NAME_RE = re.compile(r"^(-?\d+)_c(\d+)")
 
-Item = Tuple[str, int, int]
-Required = Union[str, Sequence[str]]  # a path, or alternatives of which one must exist
+Item = tuple[str, int, int]
+Required = str | Sequence[str]  # a path, or alternatives of which one must exist
 
 
 class DatasetError(ConfigError):
@@ -51,7 +51,7 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
-def first_existing(base: str, alternatives: Required) -> Optional[str]:
+def first_existing(base: str, alternatives: Required) -> str | None:
     """The first of ``alternatives`` (relative to ``base``) that exists, or None."""
     alts = [alternatives] if isinstance(alternatives, str) else list(alternatives)
     for alt in alts:
@@ -95,14 +95,14 @@ def find_dataset_dir(root: str, candidates: Sequence[str], required: Sequence[Re
     raise DatasetLayoutError(f"{dataset}: dataset not found: {where}.\n{help_text}")
 
 
-def _sorted_files(dir_path: str) -> List[str]:
+def _sorted_files(dir_path: str) -> list[str]:
     with os.scandir(dir_path) as it:
         return sorted(e.name for e in it if e.is_file())
 
 
 def parse_market_dir(dir_path: str, *, dataset: str, drop_junk: bool = True,
-                     pid_range: Optional[Tuple[int, int]] = None,
-                     cam_range: Optional[Tuple[int, int]] = None) -> List[Item]:
+                     pid_range: tuple[int, int] | None = None,
+                     cam_range: tuple[int, int] | None = None) -> list[Item]:
     """Images of ``dir_path`` named ``<pid>_c<camera>...`` -> sorted ``(path, pid, camid)`` items.
 
     Only the file name is matched (anchored :data:`MARKET_NAME_RE`), so a parent folder such as
@@ -113,8 +113,8 @@ def parse_market_dir(dir_path: str, *, dataset: str, drop_junk: bool = True,
     (inclusive, raw 1-based cameras) raises :class:`DatasetError` naming the file: it means the
     folder is not the dataset it is supposed to be.
     """
-    items: List[Item] = []
-    unmatched: List[str] = []
+    items: list[Item] = []
+    unmatched: list[str] = []
     junk = other = 0
     for fname in _sorted_files(dir_path):
         if not is_image_file(fname):
@@ -145,8 +145,8 @@ def parse_market_dir(dir_path: str, *, dataset: str, drop_junk: bool = True,
     return items
 
 
-def read_list_file(path: str, *, dataset: str, base_dir: Optional[str] = None,
-                   drop_junk: bool = True) -> List[Item]:
+def read_list_file(path: str, *, dataset: str, base_dir: str | None = None,
+                   drop_junk: bool = True) -> list[Item]:
     """A ``path,pid,camid`` list -> ``(absolute path, pid, camid)`` items, in file order.
 
     ``.csv`` files are read with the ``csv`` module (quoted paths may contain commas); other files
@@ -159,7 +159,7 @@ def read_list_file(path: str, *, dataset: str, base_dir: Optional[str] = None,
     :class:`DatasetError` naming the file and line.
     """
     base_dir = os.path.normpath(os.path.abspath(base_dir if base_dir is not None else os.path.dirname(path)))
-    items: List[Item] = []
+    items: list[Item] = []
     with open(path, newline="") as f:
         if path.lower().endswith(".csv"):
             rows = ((i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), 1))
@@ -195,7 +195,7 @@ def read_list_file(path: str, *, dataset: str, base_dir: Optional[str] = None,
     return items
 
 
-def _split_text_line(line: str) -> List[str]:
+def _split_text_line(line: str) -> list[str]:
     line = line.strip()
     if not line:
         return []
@@ -204,7 +204,7 @@ def _split_text_line(line: str) -> List[str]:
     return line.rsplit(None, 2)
 
 
-def check_listed_files(items: Sequence[Tuple], list_path: str, *, dataset: str, layout: str = "") -> None:
+def check_listed_files(items: Sequence[tuple], list_path: str, *, dataset: str, layout: str = "") -> None:
     """Every image that a list file names must exist (a file), so that a wrong image folder or a
     stale list stops the run at start-up, not at the evaluation after training. One ``stat`` per
     entry, no image is read."""
@@ -216,7 +216,7 @@ def check_listed_files(items: Sequence[Tuple], list_path: str, *, dataset: str, 
 
 
 def scan_image_folder(dir_path: str, *, dataset: str,
-                      class_to_idx: Optional[Dict[str, int]] = None) -> Tuple[List[Tuple[str, int]], List[str]]:
+                      class_to_idx: dict[str, int] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
     """An ImageFolder tree (``dir_path/<class>/**/<image>``) -> ``([(path, label)], classes)``.
 
     Classes are the sub-folders in sorted name order (labels 0..C-1), unless ``class_to_idx`` is
@@ -244,7 +244,7 @@ def scan_image_folder(dir_path: str, *, dataset: str,
             raise ValueError(f"{dataset}: {dir_path} has class folders that the training split lacks: "
                              f"{unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
         classes = sorted(class_to_idx, key=class_to_idx.get)
-    items: List[Tuple[str, int]] = []
+    items: list[tuple[str, int]] = []
     for c in class_dirs:
         label = class_to_idx[c]
         for folder, subdirs, files in os.walk(os.path.join(dir_path, c), followlinks=True):
@@ -253,7 +253,7 @@ def scan_image_folder(dir_path: str, *, dataset: str,
     return items, classes
 
 
-def list_image_files(source: str, *, what: str = "image source") -> Tuple[List[str], List[str]]:
+def list_image_files(source: str, *, what: str = "image source") -> tuple[list[str], list[str]]:
     """``(paths to read, names to record)`` of ``source``: a folder, searched recursively for
     images (sorted; names relative to the folder), or a text file with one path per line
     (``#`` comments and blank lines skipped; a relative path that does not exist from the working

@@ -1,11 +1,11 @@
 """Market-1501 (Zheng et al., ICCV 2015) and the shared parser of Market-style folder datasets."""
 
 import os
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
-from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import find_dataset_dir, parse_market_dir
+from .registry import DATASET_REGISTRY
 
 __all__ = ["Market1501", "MarketStyleDataset"]
 
@@ -20,9 +20,9 @@ class MarketStyleDataset(ReidDataset):
     """
 
     dir_candidates: Sequence[str] = ()
-    split_dirs: Tuple[str, str, str] = ("bounding_box_train", "query", "bounding_box_test")
-    pid_range: Optional[Tuple[int, int]] = None
-    cam_range: Optional[Tuple[int, int]] = None
+    split_dirs: tuple[str, str, str] = ("bounding_box_train", "query", "bounding_box_test")
+    pid_range: tuple[int, int] | None = None
+    cam_range: tuple[int, int] | None = None
     layout = ""
 
     def __init__(self, root: str = "datasets"):

@@ -2,12 +2,11 @@
 
 import logging
 import os
-from typing import List, Tuple
 
 from ...config import CfgNode, register_config
-from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import DatasetError, DatasetLayoutError, check_listed_files, find_dataset_dir, first_existing
+from .registry import DATASET_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -22,17 +21,17 @@ def add_msmt17_config(cfg: CfgNode) -> None:
     if "MSMT17_COMBINE_VAL" not in cfg.DATASETS:
         cfg.DATASETS.MSMT17_COMBINE_VAL = False
 
-Item = Tuple[str, int, int]
+Item = tuple[str, int, int]
 
 
-def read_msmt_list(list_path: str, image_dir: str) -> List[Item]:
+def read_msmt_list(list_path: str, image_dir: str) -> list[Item]:
     """``<relative/path.jpg> <pid>`` lines -> ``(image_dir/relative/path.jpg, pid, camid)``.
 
     The camera is the third ``_``-separated field of the file name (``0000_000_01_0303morning_0015_0.jpg``
     -> camera 01), returned 0-based. Blank lines are skipped; a malformed line raises ``DatasetError``
     naming the file and line.
     """
-    items: List[Item] = []
+    items: list[Item] = []
     with open(list_path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
@@ -89,7 +88,7 @@ class MSMT17(ReidDataset):
                                                 layout=self.layout)
         train_dir, test_dir = (os.path.join(d, first_existing(d, alts)) for alts in self.image_dirs)
 
-        def read(name: str, image_dir: str) -> List[Item]:
+        def read(name: str, image_dir: str) -> list[Item]:
             path = os.path.join(d, name)
             items = read_msmt_list(path, image_dir)
             if not items:

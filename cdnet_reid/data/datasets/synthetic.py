@@ -60,14 +60,13 @@ import json
 import logging
 import os
 import time
-from typing import Dict
 
 import cv2
 import numpy as np
 
-from .registry import DATASET_REGISTRY
 from .bases import ReidDataset
 from .layout import parse_market_dir
+from .registry import DATASET_REGISTRY
 from .synthetic_cache import ensure_generated
 from .synthetic_render import SS, make_track, render_image
 from .synthetic_scene import camera_background, camera_config, sample_identities, seeded_rng
@@ -80,7 +79,7 @@ __all__ = ["SyntheticReID", "generate_synthetic_reid", "DEFAULT_ARGS", "GENERATO
 GENERATOR_VERSION = 1
 
 #: Default constructor arguments (the README demo's dataset).
-DEFAULT_ARGS: Dict[str, int] = dict(
+DEFAULT_ARGS: dict[str, int] = dict(
     num_train_ids=64,       # training identities
     num_test_ids=64,        # test identities (disjoint from the training ones)
     num_cameras=6,          # cameras (camid 0..num_cameras-1)
@@ -124,7 +123,7 @@ def _check_args(args: dict) -> None:
         raise ValueError("height must be >= 16 and width >= 8")
 
 
-def generate_synthetic_reid(out_dir: str, **kwargs) -> Dict[str, int]:
+def generate_synthetic_reid(out_dir: str, **kwargs) -> dict[str, int]:
     """Write the dataset (``bounding_box_train``, ``query``, ``bounding_box_test``) into
     ``out_dir`` and return the number of files per folder. Deterministic in the arguments.
     No marker is written here (see :mod:`.synthetic_cache`)."""
@@ -240,7 +239,7 @@ class SyntheticReID(ReidDataset):
                                  for sub in SUBSETS)
         super().__init__(train, query, gallery)
 
-    def _generate(self, folder: str) -> Dict[str, int]:
+    def _generate(self, folder: str) -> dict[str, int]:
         logger.info("Generating the SyntheticReID dataset into %s (%s) ...",
                     os.path.join(self.root, _folder_name(self.args)),
                     ", ".join(f"{k}={v}" for k, v in self.args.items()))

@@ -24,7 +24,7 @@ import shutil
 import socket
 import time
 import uuid
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def remove_stale_temps(root: str, name: str) -> int:
     return removed
 
 
-def _read_marker(dataset_dir: str) -> Optional[dict]:
+def _read_marker(dataset_dir: str) -> dict | None:
     try:
         with open(os.path.join(dataset_dir, MARKER)) as f:
             return json.load(f)
@@ -127,7 +127,7 @@ def is_complete(dataset_dir: str, key: dict, subsets: Sequence[str]) -> bool:
 
 
 def ensure_generated(root: str, name: str, key: dict, subsets: Sequence[str],
-                     generate: Callable[[str], Dict[str, int]]) -> Tuple[str, bool]:
+                     generate: Callable[[str], dict[str, int]]) -> tuple[str, bool]:
     """``(dataset_dir, generated_now)`` for ``<root>/<name>``.
 
     Stale temporaries are removed first; a folder complete for ``key`` is used as it is. Otherwise

@@ -9,7 +9,6 @@ A ``"junk"`` image is a zoomed-in piece of the scene (a bad detection). Every ra
 from the ``RandomState`` passed in, so the same arguments give the same pixels.
 """
 
-from typing import Tuple
 
 import cv2
 import numpy as np
@@ -19,11 +18,11 @@ __all__ = ["SS", "make_track", "render_image"]
 SS = 2  # super-sampling factor of the drawing canvas (anti-aliasing)
 
 
-def _bgr(rgb) -> Tuple[int, int, int]:
+def _bgr(rgb) -> tuple[int, int, int]:
     return (int(round(rgb[2])), int(round(rgb[1])), int(round(rgb[0])))
 
 
-def _shade(rgb, f: float) -> Tuple[float, float, float]:
+def _shade(rgb, f: float) -> tuple[float, float, float]:
     return tuple(float(min(255.0, v * f)) for v in rgb)
 
 
@@ -35,7 +34,7 @@ class _Figure:
     def __init__(self, cx: float, top: float, fh: float, wscale: float):
         self.cx, self.top, self.fh, self.ws = cx, top, fh, wscale
 
-    def p(self, x: float, y: float) -> Tuple[int, int]:
+    def p(self, x: float, y: float) -> tuple[int, int]:
         return (int(round(self.cx + x * self.fh * self.ws)), int(round(self.top + y * self.fh)))
 
     def n(self, v: float, horizontal: bool = False) -> int:

@@ -11,7 +11,6 @@ Everything is drawn from :func:`seeded_rng` streams keyed by the dataset seed, s
 deterministic. How one image is drawn from these is in :mod:`.synthetic_render`.
 """
 
-from typing import List, Tuple
 
 import cv2
 import numpy as np
@@ -53,7 +52,7 @@ def seeded_rng(*key: int) -> np.random.RandomState:
     return np.random.RandomState([int(k) & 0xFFFFFFFF for k in key])
 
 
-def _jitter_color(rng: np.random.RandomState, rgb, amount: float = 12.0) -> Tuple[float, float, float]:
+def _jitter_color(rng: np.random.RandomState, rgb, amount: float = 12.0) -> tuple[float, float, float]:
     c = np.clip(np.asarray(rgb, np.float64) + rng.uniform(-amount, amount, 3), 0, 255)
     return tuple(float(v) for v in c)
 
@@ -98,7 +97,7 @@ def _sample_identity(rng: np.random.RandomState) -> dict:
     return ident
 
 
-def sample_identities(seed: int, n: int, rng_tag: int = 1) -> List[dict]:
+def sample_identities(seed: int, n: int, rng_tag: int = 1) -> list[dict]:
     """``n`` identities with pairwise distinct discrete signatures (while the palette allows)."""
     rng = seeded_rng(seed, rng_tag)
     out, seen = [], set()

@@ -2,7 +2,7 @@
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -28,11 +28,11 @@ class Backbone(nn.Module):
     the config says. ``build_backbone(cfg, stored)`` passes it on.
     """
 
-    def checkpoint_extra(self) -> Dict[str, Any]:
+    def checkpoint_extra(self) -> dict[str, Any]:
         """Plain data (numbers, strings, lists, dicts) to store in checkpoints; none by default."""
         return {}
 
-    def forward(self, x: Tensor) -> Dict[str, Tensor]:  # pragma: no cover - interface
+    def forward(self, x: Tensor) -> dict[str, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def output_shape(self) -> "OrderedDict[str, ShapeSpec]":  # pragma: no cover - interface

@@ -2,13 +2,14 @@
 
 import logging
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
+from ..registry import BACKBONE_REGISTRY
 from ..space.genotype import Genotype, load_genotype
 from ..space.ops import DownSample, Stem, build_block, init_weights
-from ..registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,10 @@ class StagedNet(Backbone):
                              f"entries (stem + one per stage), got {list(planes)}")
         self.planes = [make_divisible(p * width_mult) for p in planes]
         self.stem = Stem(self.planes[0], stem)
-        cells: List[nn.Module] = []
-        self._layer_of: Dict[int, int] = {}  # cell index -> searchable-layer index
-        self._taps: Dict[int, str] = {}  # cell index -> output name
-        self._shapes: "OrderedDict[str, ShapeSpec]" = OrderedDict()
+        cells: list[nn.Module] = []
+        self._layer_of: dict[int, int] = {}  # cell index -> searchable-layer index
+        self._taps: dict[int, str] = {}  # cell index -> output name
+        self._shapes: OrderedDict[str, ShapeSpec] = OrderedDict()
         stride = self.stem.stride
         for i, depth in enumerate(stages):
             c_in, c_out = self.planes[i], self.planes[i + 1]
@@ -91,7 +92,7 @@ class SearchedNet(StagedNet):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, cfg, *, stored: Optional[Dict[str, Any]] = None, **context) -> dict:
+    def from_config(cls, cfg, *, stored: dict[str, Any] | None = None, **context) -> dict:
         """The network of ``MODEL.BACKBONE``; with ``stored`` (a checkpoint's entries) holding a
         ``genotype``, that genotype instead of ``MODEL.BACKBONE.GENOTYPE``, so a checkpoint is
         rebuilt as it was trained even when the genotype file has changed or moved."""
@@ -105,7 +106,7 @@ class SearchedNet(StagedNet):
         return dict(genotype=genotype, stages=list(b.STAGES), planes=list(b.PLANES),
                     width_mult=b.WIDTH_MULT, adaptive_fusion=b.ADAPTIVE_FUSION, stem=b.STEM)
 
-    def checkpoint_extra(self) -> Dict[str, Any]:
+    def checkpoint_extra(self) -> dict[str, Any]:
         return {"genotype": self.genotype.to_dict()}
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":

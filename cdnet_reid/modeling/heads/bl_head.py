@@ -1,7 +1,7 @@
 """BLNeck: global pooling -> dropout -> [FC-BN-ReLU]* -> classifier (the paper's BaLance neck without
 the local branch; the neck of its MobileNetV2 baseline)."""
 
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +11,7 @@ from ..registry import HEAD_REGISTRY
 
 def fc_block(in_dim: int, fc_dims: Sequence[int]) -> nn.Sequential:
     """``Linear -> BN1d -> ReLU`` for every entry of ``fc_dims`` (empty: identity)."""
-    layers: List[nn.Module] = []
+    layers: list[nn.Module] = []
     for dim in fc_dims:
         layers += [nn.Linear(in_dim, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True)]
         in_dim = dim
@@ -60,13 +60,13 @@ class BLNeck(nn.Module):
         init_linear(self)
 
     @classmethod
-    def from_config(cls, cfg, *, input_shape: Dict, **context) -> dict:
+    def from_config(cls, cfg, *, input_shape: dict, **context) -> dict:
         h = cfg.MODEL.HEADS
         return dict(in_channels=list(input_shape.values())[-1].channels,
                     num_classes=h.NUM_CLASSES, fc_dims=list(h.FC_DIMS), dropout=h.DROPOUT,
                     classification=h.CLASSIFICATION)
 
-    def forward(self, features: Dict[str, Tensor]):
+    def forward(self, features: dict[str, Tensor]):
         feat = self.drop(torch.flatten(self.pool(list(features.values())[-1]), 1))
         if not self.training and not self.classification:
             return feat

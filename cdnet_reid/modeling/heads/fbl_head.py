@@ -1,13 +1,13 @@
 """The paper's re-ID neck (CDNet, arXiv 2104.04163, Sec. 3.4): FBLNeck. Its global-only ImageNet
 variant is ``BLNeck``, registered also as ``GlobalNeck``."""
 
-from typing import Dict, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..space.ops import init_weights
 from ..registry import HEAD_REGISTRY
+from ..space.ops import init_weights
 from .bl_head import fc_block
 
 
@@ -52,7 +52,7 @@ class FBLNeck(nn.Module):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, cfg, *, input_shape: Dict, **context) -> dict:
+    def from_config(cls, cfg, *, input_shape: dict, **context) -> dict:
         shapes = list(input_shape.values())
         if len(shapes) < 2:
             raise ValueError("FBLNeck needs a backbone with at least two output maps")
@@ -61,7 +61,7 @@ class FBLNeck(nn.Module):
                     num_classes=h.NUM_CLASSES, fc_dims=list(h.FC_DIMS), dropout=h.DROPOUT,
                     num_parts=h.NUM_PARTS, part_dim=h.PART_DIM, classification=h.CLASSIFICATION)
 
-    def forward(self, features: Dict[str, Tensor]):
+    def forward(self, features: dict[str, Tensor]):
         maps = list(features.values())
         local_map, global_map = maps[-2], maps[-1]
         glob = self.drop(global_map.mean((2, 3)))

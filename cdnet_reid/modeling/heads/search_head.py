@@ -1,11 +1,10 @@
 """The head of the search network: a 1x1 conv on the last map in front of the BL neck."""
 
-from typing import Dict
 
 from torch import Tensor
 
-from ..space.ops import conv1x1_bn, init_weights
 from ..registry import HEAD_REGISTRY
+from ..space.ops import conv1x1_bn, init_weights
 from .bl_head import BLNeck
 
 
@@ -20,6 +19,6 @@ class SearchHead(BLNeck):
         self.conv1x1 = conv1x1_bn(in_channels, in_channels)
         init_weights(self.conv1x1)
 
-    def forward(self, features: Dict[str, Tensor]):
+    def forward(self, features: dict[str, Tensor]):
         last = list(features.values())[-1]
         return super().forward({"last": self.conv1x1(last)})

@@ -1,6 +1,6 @@
 """Baseline: normalise pixels -> backbone -> head -> (training) CE + triplet on every branch."""
 
-from typing import Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +45,7 @@ class Baseline(nn.Module):
         self.tri_gather = tri_gather
 
     @classmethod
-    def from_config(cls, cfg, *, stored: Optional[dict] = None, **context) -> dict:
+    def from_config(cls, cfg, *, stored: dict | None = None, **context) -> dict:
         backbone = build_backbone(cfg, stored)
         head = build_head(cfg, backbone.output_shape())
         losses = cfg.MODEL.LOSSES
@@ -55,11 +55,11 @@ class Baseline(nn.Module):
                     tri_margin=losses.TRI.MARGIN, tri_norm_feat=losses.TRI.NORM_FEAT,
                     tri_scale=losses.TRI.SCALE, tri_gather=losses.TRI.GATHER)
 
-    def arch_parameters(self) -> List[nn.Parameter]:
+    def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture parameters (a search backbone's logits α; none otherwise)."""
         return list(self.backbone.arch_parameters()) if hasattr(self.backbone, "arch_parameters") else []
 
-    def weight_parameters(self) -> List[nn.Parameter]:
+    def weight_parameters(self) -> list[nn.Parameter]:
         """Every other parameter: what the weight optimizer trains."""
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
@@ -84,7 +84,7 @@ class Baseline(nn.Module):
         images = images.to(self.device, non_blocking=True).float()
         return (images - self.pixel_mean) / self.pixel_std
 
-    def forward(self, batch: Union[Tensor, Dict[str, Tensor]]):
+    def forward(self, batch: Tensor | dict[str, Tensor]):
         images = batch["images"] if isinstance(batch, dict) else batch
         outputs = self.head(self.backbone(self.preprocess_image(images)))
         if not self.training:
@@ -93,9 +93,9 @@ class Baseline(nn.Module):
             raise ValueError("training mode needs a batch dict with 'images' and 'targets'")
         return self.losses(outputs, batch["targets"].to(self.device, non_blocking=True))
 
-    def losses(self, branches, targets: Tensor) -> Dict[str, Tensor]:
+    def losses(self, branches, targets: Tensor) -> dict[str, Tensor]:
         """Sum of every loss term over the head's ``(logits, feature)`` branches."""
-        out: Dict[str, Tensor] = {}
+        out: dict[str, Tensor] = {}
         for logits, feat in branches:
             if "CrossEntropyLoss" in self.loss_names:
                 loss = cross_entropy_loss(logits, targets, self.ce_epsilon) * self.ce_scale

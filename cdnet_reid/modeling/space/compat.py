@@ -22,7 +22,7 @@ Checkpointer to every checkpoint.
 """
 
 import re
-from typing import Dict, Iterable, Optional
+from collections.abc import Iterable
 
 from torch import Tensor
 
@@ -39,13 +39,13 @@ _FORWARD = [
 ]
 
 
-def is_authors_state_dict(state_dict: Dict[str, Tensor]) -> bool:
+def is_authors_state_dict(state_dict: dict[str, Tensor]) -> bool:
     """True for a state dict in the authors' layout (``base.*`` backbone keys)."""
     return any(k.startswith("base.") for k in strip_wrapper_prefix(state_dict))
 
 
-def authors_to_ours(state_dict: Dict[str, Tensor],
-                    model_keys: Optional[Iterable[str]] = None) -> Dict[str, Tensor]:
+def authors_to_ours(state_dict: dict[str, Tensor],
+                    model_keys: Iterable[str] | None = None) -> dict[str, Tensor]:
     """Rename an authors' state dict to our keys (``model_keys``: the converter protocol's target
     keys, not needed for this fixed renaming)."""
     out = {}
@@ -57,7 +57,7 @@ def authors_to_ours(state_dict: Dict[str, Tensor],
     return out
 
 
-def ours_to_authors(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+def ours_to_authors(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Inverse renaming: our keys -> the authors' (for exchanging weights with their code)."""
     out = {}
     for key, value in state_dict.items():

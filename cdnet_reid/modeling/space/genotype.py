@@ -26,8 +26,9 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ...config import ConfigError
 from ...utils.file_io import atomic_write
@@ -37,7 +38,7 @@ VERSION = 1
 
 #: Candidate operations in the order of the architecture logits' columns, as in the original code:
 #: CNet's 6 combined blocks ``[k1, k2]`` and CDNet's 12 combined-depth blocks ``[k1, k2, r]``.
-CANDIDATES: Dict[str, List[Tuple[int, ...]]] = {
+CANDIDATES: dict[str, list[tuple[int, ...]]] = {
     "cdnet": [(3, 5, 1), (3, 7, 1), (5, 7, 1), (3, 5, 2), (3, 7, 2), (5, 7, 2),
               (3, 9, 1), (5, 9, 1), (7, 9, 1), (3, 9, 2), (5, 9, 2), (7, 9, 2)],
     "cnet": [(3, 5), (3, 7), (5, 7), (3, 9), (5, 9), (7, 9)],
@@ -116,10 +117,10 @@ def op_name(space: str, entry: Sequence[int]) -> str:
 @dataclass
 class Genotype:
     space: str
-    layers: List[Tuple[int, ...]]
-    alphas: Optional[List[List[float]]] = None
-    meta: Dict[str, Any] = field(default_factory=dict)
-    cost: Optional[Dict[str, Any]] = None
+    layers: list[tuple[int, ...]]
+    alphas: list[list[float]] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] | None = None
 
     def __post_init__(self):
         """Type-checks every field (integers stay integers: ``3.9`` is refused, not truncated;
@@ -139,11 +140,11 @@ class Genotype:
         self.validate()
 
     @property
-    def ops(self) -> List[int]:
+    def ops(self) -> list[int]:
         """Candidate index of every layer."""
         return [CANDIDATES[self.space].index(e) for e in self.layers]
 
-    def validate(self, num_layers: Optional[int] = None) -> None:
+    def validate(self, num_layers: int | None = None) -> None:
         """Check the space, every entry against the candidate table, and the alphas' shape."""
         if not isinstance(self.space, str) or self.space not in CANDIDATES:
             raise GenotypeError(f"space: {_show(self.space)} is not a search space; expected one of "
@@ -163,7 +164,7 @@ class Genotype:
                 raise GenotypeError(f"alphas must be {len(self.layers)}×{len(table)} for this "
                                     f"{self.space} genotype")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Our format, as plain data (also what checkpoints store)."""
         d = {"format": FORMAT, "version": VERSION, "space": self.space,
              "layers": [list(e) for e in self.layers], "ops": self.ops,
@@ -172,14 +173,14 @@ class Genotype:
             d["cost"] = dict(self.cost)
         return d
 
-    def to_authors_dict(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {"layers": [list(e) for e in self.layers]}
+    def to_authors_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"layers": [list(e) for e in self.layers]}
         if self.alphas is not None:
             d["alphas1"] = self.alphas
         return d
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any], source: str = "<dict>") -> "Genotype":
+    def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> "Genotype":
         """Parse our format or the authors' (recognised by its keys), checking every key and value;
         a :class:`GenotypeError` names ``source``, the key path and the value."""
         try:
@@ -256,7 +257,7 @@ def validate_cost_record(cost: Any) -> None:
         raise GenotypeError(f"cost: 'table' and 'unit' must be strings, got {_show(cost)}")
 
 
-def resolve_genotype_path(name: str, config_dir: Optional[str] = None) -> str:
+def resolve_genotype_path(name: str, config_dir: str | None = None) -> str:
     """The file a ``MODEL.BACKBONE.GENOTYPE`` value refers to (see the module docstring)."""
     if not name:
         raise GenotypeError("MODEL.BACKBONE.GENOTYPE is empty: give a shipped name "
@@ -277,11 +278,11 @@ def resolve_genotype_path(name: str, config_dir: Optional[str] = None) -> str:
                         f"{shipped_genotypes()}")
 
 
-def shipped_genotypes() -> List[str]:
+def shipped_genotypes() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(GENOTYPE_DIR) if f.endswith(".json"))
 
 
-def load_genotype(name: str, config_dir: Optional[str] = None) -> Genotype:
+def load_genotype(name: str, config_dir: str | None = None) -> Genotype:
     """Read a genotype in our format or the authors' (see :func:`resolve_genotype_path`), checked
     completely: any problem is a :class:`GenotypeError` naming the file, the key and the value."""
     path = resolve_genotype_path(name, config_dir)
@@ -313,7 +314,7 @@ def _read_json(path: str) -> Any:
         raise GenotypeError(f"{path}: a number too large to read ({str(e).split(':')[0]})") from None
 
 
-def _dumps_compact(d: Dict[str, Any]) -> str:
+def _dumps_compact(d: dict[str, Any]) -> str:
     """JSON with one top-level key per line and each row of a matrix on one line (readable diffs)."""
     def value(v):
         if isinstance(v, list) and v and all(isinstance(r, list) for r in v):

@@ -15,7 +15,7 @@ Two modes, given one row of architecture logits α per layer:
 * ``"softmax"`` (DARTS): every candidate runs, y = Σ_i p_i O_i(x).
 """
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 MODES = ("topk", "softmax")
 
 
-def topk_weights(alphas: Tensor, k: int, tie_order: Tensor) -> Tuple[Tensor, Tensor]:
+def topk_weights(alphas: Tensor, k: int, tie_order: Tensor) -> tuple[Tensor, Tensor]:
     """Straight-through top-k weights of every row of ``alphas`` (L×N).
 
     ``tie_order`` (L×N, a permutation of 0..N-1 per row) decides among equal probabilities: the

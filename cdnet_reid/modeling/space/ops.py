@@ -4,7 +4,7 @@ the search supernets. Every block takes plain integers; none reads the config.
 Shapes are N×C×H×W. All convolutions are bias-free except the gate's.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
