@@ -17,7 +17,6 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,7 @@ from ..config import ConfigError
 from ..data.transforms import build_transforms
 from ..evaluation.evaluator import embed
 from ..modeling.fuse import to_bf16
+from ..utils.env import cpu_flags
 from ..utils.file_io import InputFileError, InputFileNotFoundError
 from ..utils.input_convention import IMAGENET_CONVENTION, read_onnx_metadata, to_model_input
 from .predictor import (
@@ -51,19 +51,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 class RuntimeChoiceError(ConfigError):
     """A runtime / precision / model file combination that cannot run."""
-
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def cpu_has_native_bf16() -> bool:

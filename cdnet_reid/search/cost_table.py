@@ -34,7 +34,6 @@ block, then run r + 1), so that a drift of the machine's speed affects them all 
 import json
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -50,6 +49,7 @@ from ..modeling import build_model
 from ..modeling.space.genotype import CANDIDATES, Genotype, op_name
 from ..modeling.space.ops import DownSample, build_block, init_weights
 from ..utils.complexity import conv_linear_macs, inference_parameters, mac_analysis
+from ..utils.env import cpu_name
 from ..utils.file_io import atomic_write
 
 FORMAT = "cdnet-reid-cost-table"
@@ -241,18 +241,6 @@ def time_round_robin(timers: Sequence[Callable[[], Any]], *, warmup: int, runs: 
                 t()
             samples[k].append((time.perf_counter() - start) / iters)
     return [statistics.median(s) for s in samples]
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def _counts(module: nn.Module, inputs: tuple[Tensor, ...]) -> dict[str, int]:

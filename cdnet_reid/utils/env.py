@@ -2,6 +2,7 @@
 environment."""
 
 import ctypes
+import functools
 import logging
 import os
 import platform
@@ -127,3 +128,29 @@ def collect_env_info() -> str:
         for i in range(torch.cuda.device_count()):
             rows.append((f"GPU {i}", torch.cuda.get_device_name(i)))
     return tabulate(rows)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (empty where there is none)."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                info[key.strip().lower()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    return frozenset(_cpuinfo().get("flags", "").split())
