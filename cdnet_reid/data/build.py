@@ -108,6 +108,19 @@ class InfiniteLoader(DataLoader):
         self.set_start(iteration * self.images_per_batch)
 
 
+def iters_per_epoch(cfg, data_loader) -> int:
+    """``SOLVER.ITERS_PER_EPOCH`` when set, else the epoch the training sampler states (the
+    P x K sampler's, as the original code counts it), else training images // batch."""
+    if cfg.SOLVER.ITERS_PER_EPOCH > 0:
+        return cfg.SOLVER.ITERS_PER_EPOCH
+    stated = getattr(data_loader, "epoch_length", None)
+    if stated is not None:
+        logger.info("%d iterations per epoch (the epoch of the P x K sampler over %d images)",
+                    stated, len(data_loader.dataset))
+        return max(1, stated)
+    return max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
+
+
 def build_infinite_loader(cfg, dataset, sampler) -> InfiniteLoader:
     """Training loader over an infinite index ``sampler``: batches of ``IMS_PER_BATCH //
     world_size`` images per rank, each image with a seed for its augmentation given by its

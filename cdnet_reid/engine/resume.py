@@ -15,7 +15,7 @@ from ..utils.pretrain import load_pretrained
 logger = logging.getLogger(__name__)
 
 __all__ = ["ResumeMismatchError", "ResumeState", "check_resume_config", "check_resume_epoch", "config_differences",
-           "restore_rng_state", "resume_from", "resume_or_initialise", "rng_state"]
+           "finish_checkpointed_epoch", "restore_rng_state", "resume_from", "resume_or_initialise", "rng_state"]
 
 
 class ResumeMismatchError(RuntimeError):
@@ -159,3 +159,16 @@ def resume_or_initialise(cfg: CfgNode, checkpointer: Checkpointer, *, resume: bo
     if cfg.MODEL.WEIGHTS:
         checkpointer.load(cfg.MODEL.WEIGHTS, checkpointables=[])
     return ResumeState()
+
+
+def finish_checkpointed_epoch(trainer, resumed: ResumeState) -> None:
+    """After a resume from a checkpoint written during the end of an epoch (by the hook whose
+    ``state_key`` is ``resumed.written_by``), run the hooks after that one for that epoch, so the
+    resumed run evaluates, keeps the best checkpoint and writes exactly as an uninterrupted one."""
+    writer = trainer.hook_by_key(resumed.written_by) if resumed.written_by else None
+    if writer is None or resumed.start_iter == 0:
+        return
+    trainer.iter = trainer.storage.iter = resumed.start_iter - 1
+    for h in trainer.hooks[trainer.hooks.index(writer) + 1:]:
+        h.after_epoch()
+    trainer.iter = trainer.storage.iter = resumed.start_iter

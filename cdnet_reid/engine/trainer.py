@@ -6,19 +6,25 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from ..config import CfgNode, ConfigError
-from ..data import TestLoader, build_test_loader, build_train_loader, dataset_task
-from ..evaluation import DatasetEvaluator, build_evaluator, inference_on_dataset, print_results
-from ..modeling import build_model, convert_sync_batchnorm, inference_config, load_model, num_classes, with_num_classes
+from ..data import TestLoader, build_test_loader, build_train_loader, dataset_task, iters_per_epoch
+from ..evaluation import DatasetEvaluator, build_evaluator, evaluate_datasets
+from ..modeling import build_model, inference_config, load_model, num_classes, with_num_classes
 from ..solver import build_lr_scheduler, build_optimizer, check_lr_schedule
 from ..utils import comm
 from ..utils.checkpoint import Checkpointer, find_last_checkpoint
 from ..utils.events import CommonMetricPrinter, JSONWriter, build_tensorboard_writer
 from ..utils.registry import Registry
 from . import hooks
-from .resume import ResumeMismatchError, ResumeState, resume_or_initialise, rng_state  # noqa: F401  (re-exported)
+from .parallel import create_ddp_model, sync_batchnorm, unwrap
+from .resume import (  # noqa: F401  (ResumeMismatchError re-exported)
+    ResumeMismatchError,
+    ResumeState,
+    finish_checkpointed_epoch,
+    resume_or_initialise,
+    rng_state,
+)
 from .train_loop import HookBase, SimpleTrainer
 
 logger = logging.getLogger(__name__)
@@ -26,21 +32,6 @@ logger = logging.getLogger(__name__)
 TRAINER_REGISTRY = Registry("TRAINER")
 TRAINER_REGISTRY.__doc__ = """Trainer classes, chosen by ``TRAINER.NAME`` (``run_main``); a
 subclass registers itself with ``@TRAINER_REGISTRY.register()`` where it is defined."""
-
-
-def create_ddp_model(model: nn.Module, **kwargs) -> nn.Module:
-    """Wrap ``model`` in DistributedDataParallel when more than one process runs."""
-    if comm.get_world_size() == 1:
-        return model
-    if next(model.parameters()).device.type == "cuda":
-        kwargs.setdefault("device_ids", [torch.cuda.current_device()])
-    # broadcast_buffers (DDP's default) keeps BN statistics identical on every rank, so the
-    # sharded evaluation uses exactly the statistics of the checkpoint that rank 0 saves.
-    return DistributedDataParallel(model, **kwargs)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 @TRAINER_REGISTRY.register()
@@ -112,17 +103,7 @@ class DefaultTrainer(SimpleTrainer):
     def wrap_model(self, cfg, model: nn.Module) -> nn.Module:
         """For multi-process runs: BatchNorm statistics over the global batch
         (``MODEL.NORM.SYNC``), then DDP. Override to pass other DDP options."""
-        return create_ddp_model(self.sync_norms(cfg, model))
-
-    @staticmethod
-    def sync_norms(cfg, model: nn.Module) -> nn.Module:
-        """``model`` with synchronised BatchNorm when several processes train and
-        ``MODEL.NORM.SYNC`` is on, so that N processes compute what one process computes."""
-        if comm.get_world_size() == 1 or not cfg.MODEL.NORM.SYNC:
-            return model
-        logger.info("MODEL.NORM.SYNC: BatchNorm statistics over the global batch of %d processes",
-                    comm.get_world_size())
-        return convert_sync_batchnorm(model)
+        return create_ddp_model(sync_batchnorm(cfg, model))
 
     @classmethod
     def build_optimizer(cls, cfg, model: nn.Module) -> torch.optim.Optimizer:
@@ -221,16 +202,8 @@ class DefaultTrainer(SimpleTrainer):
 
     @staticmethod
     def compute_iters_per_epoch(cfg, data_loader) -> int:
-        """``SOLVER.ITERS_PER_EPOCH`` when set, else the epoch the training sampler states (the
-        P x K sampler's, as the original code counts it), else training images // batch."""
-        if cfg.SOLVER.ITERS_PER_EPOCH > 0:
-            return cfg.SOLVER.ITERS_PER_EPOCH
-        stated = getattr(data_loader, "epoch_length", None)
-        if stated is not None:
-            logger.info("%d iterations per epoch (the epoch of the P x K sampler over %d images)",
-                        stated, len(data_loader.dataset))
-            return max(1, stated)
-        return max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
+        """Iterations per epoch (:func:`~cdnet_reid.data.iters_per_epoch`)."""
+        return iters_per_epoch(cfg, data_loader)
 
     # ------------------------------------------------------------------ running
     def resume_or_load(self, resume: bool = True, allow_changed: bool = False) -> None:
@@ -251,13 +224,7 @@ class DefaultTrainer(SimpleTrainer):
 
     def before_train(self):
         super().before_train()
-        writer = self.hook_by_key(self.resumed.written_by) if self.resumed.written_by else None
-        if writer is not None and self.start_iter > 0:
-            # the checkpoint was written during the end of the previous epoch: finish it
-            self.iter = self.storage.iter = self.start_iter - 1
-            for h in self.hooks[self.hooks.index(writer) + 1:]:
-                h.after_epoch()
-            self.iter = self.storage.iter = self.start_iter
+        finish_checkpointed_epoch(self, self.resumed)
 
     def train(self):
         """Train from ``start_iter`` to the end; return the last evaluation results."""
@@ -274,16 +241,9 @@ class DefaultTrainer(SimpleTrainer):
     @classmethod
     def test(cls, cfg, model: nn.Module) -> "OrderedDict[str, dict]":
         """Evaluate ``model`` on every ``DATASETS.TESTS`` dataset; log and return the results."""
-        results = OrderedDict()
-        for name in cfg.DATASETS.TESTS:
-            test = cls.build_test_loader(cfg, name)
-            evaluator = cls.build_evaluator(cfg, name, test.meta)
-            res = inference_on_dataset(model, test.loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
-            if comm.is_main_process():
-                results[name] = res
-        if comm.is_main_process():
-            print_results(results)
-        return results
+        return evaluate_datasets(model, cfg.DATASETS.TESTS, lambda name: cls.build_test_loader(cfg, name),
+                                 lambda name, meta: cls.build_evaluator(cfg, name, meta),
+                                 flip_test=cfg.TEST.FLIP.ENABLED)
 
     @classmethod
     def build_model_for_eval(cls, cfg, resume: bool = False) -> nn.Module:

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..utils import comm
 from ..utils.logger import log_every_n_seconds
+from .testing import print_results
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +91,19 @@ def inference_on_dataset(model: nn.Module, data_loader, evaluator: DatasetEvalua
                 per_rank_images * timed / max(total, 1) / max(elapsed, 1e-9))
     results = evaluator.evaluate()
     return results if results is not None else OrderedDict()
+
+
+def evaluate_datasets(model: nn.Module, names, build_test_loader, build_evaluator, *,
+                      flip_test: bool = False) -> "OrderedDict[str, dict]":
+    """Evaluate ``model`` on every dataset of ``names``: ``build_test_loader(name)`` gives its
+    :class:`~cdnet_reid.data.TestLoader`, ``build_evaluator(name, meta)`` its evaluator. On the
+    main process: the results ``{name: {metric: value}}``, also logged as a table; elsewhere {}."""
+    results = OrderedDict()
+    for name in names:
+        test = build_test_loader(name)
+        res = inference_on_dataset(model, test.loader, build_evaluator(name, test.meta), flip_test=flip_test)
+        if comm.is_main_process():
+            results[name] = res
+    if comm.is_main_process():
+        print_results(results)
+    return results

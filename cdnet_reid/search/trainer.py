@@ -10,7 +10,8 @@ from ..config import ConfigError
 from ..data.build import build_reid_train_set
 from ..data.common import ImageDataset
 from ..engine import hooks
-from ..engine.trainer import TRAINER_REGISTRY, DefaultTrainer, create_ddp_model, unwrap
+from ..engine.parallel import create_ddp_model, unwrap
+from ..engine.trainer import TRAINER_REGISTRY, DefaultTrainer
 from ..solver import LRMultiplier, epoch_multistep
 from ..utils import comm
 from .architect import first_order_grads, unrolled_grads
