@@ -15,10 +15,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tiny import TinySyntheticReID, tiny_cfg
-from torch import nn
+from tiny import TinySyntheticReID, seeded_model, tiny_cfg
 
-from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader
 from cdnet_reid.export.boxmot import boxmot_format, boxmot_metadata_path, export_for_boxmot, imagenet_normalize
 
@@ -33,13 +31,7 @@ SCALE = 3  # crops are pasted 3x enlarged, so that both sides resize them down
 
 def _model(tmp_path, data_root):
     cfg = tiny_cfg(tmp_path, data_root, MODEL__HEADS__NUM_CLASSES="12", INPUT__RESIZE_BACKEND="cv2")
-    torch.manual_seed(0)
-    model = DefaultTrainer.build_model(cfg).eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    model = seeded_model(cfg)
     return cfg, model
 
 

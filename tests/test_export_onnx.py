@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_cfg
-from torch import nn
+from tiny import seeded_model, tiny_cfg
 
-from cdnet_reid.engine import DefaultPredictor, DefaultTrainer
+from cdnet_reid.engine import DefaultPredictor
 from cdnet_reid.export import EmbeddingModel, export_onnx, verify_onnx
 
 onnx = pytest.importorskip("onnx")
@@ -15,13 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 
 def _model(tmp_path, data_root, **kw):
     cfg = tiny_cfg(tmp_path, data_root, MODEL__HEADS__NUM_CLASSES="12", **kw)
-    torch.manual_seed(0)
-    model = DefaultTrainer.build_model(cfg).eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    model = seeded_model(cfg)
     return cfg, model
 
 

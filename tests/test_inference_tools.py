@@ -13,8 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tiny import tiny_cfg, tiny_opts
-from torch import nn
+from tiny import seeded_model, tiny_cfg, tiny_opts
 
 from cdnet_reid.data import build_transforms
 from cdnet_reid.data.datasets import DATASET_REGISTRY
@@ -31,13 +30,7 @@ def weights(tmp_path_factory, data_root):
     """A TinyNet checkpoint with random weights and non-trivial BatchNorm statistics."""
     out = tmp_path_factory.mktemp("predictor")
     cfg = tiny_cfg(out, data_root, MODEL__HEADS__NUM_CLASSES="12")
-    torch.manual_seed(0)
-    model = DefaultTrainer.build_model(cfg)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    model = seeded_model(cfg)
     Checkpointer(model, str(out)).save("model", num_classes=12)
     return str(out / "model.pth"), model.eval()
 

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny import tiny_cfg, tiny_opts
+from tiny import seeded_model, tiny_cfg, tiny_opts
 
 from cdnet_reid import FeatureExtractor
 from cdnet_reid.cli import run_command
-from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.engine.runtimes import cpu_has_native_bf16
 from cdnet_reid.export import EmbeddingModel, export_onnx
 from cdnet_reid.utils.checkpoint import Checkpointer
@@ -29,13 +28,7 @@ def model_files(tmp_path_factory, data_root):
 
     out = tmp_path_factory.mktemp("runtime_wiring")
     cfg = tiny_cfg(out, data_root, MODEL__HEADS__NUM_CLASSES="12")
-    torch.manual_seed(0)
-    model = DefaultTrainer.build_model(cfg).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    model = seeded_model(cfg)
     Checkpointer(model, str(out)).save("model", num_classes=12)
     onnx_path = export_onnx(EmbeddingModel.with_test_settings(model, cfg), str(out / "model.onnx"),
                             cfg.INPUT.SIZE_TEST)

@@ -5,11 +5,9 @@ matrix-product peak."""
 import numpy as np
 import pytest
 import torch
-from tiny import TinySyntheticReID, tiny_cfg
-from torch import nn
+from tiny import TinySyntheticReID, seeded_model, tiny_cfg
 
 from cdnet_reid.config import ConfigError
-from cdnet_reid.engine import DefaultTrainer
 from cdnet_reid.engine.runtimes import RuntimeChoiceError, cpu_has_native_bf16, create_predictor, resolve_precision
 from cdnet_reid.export import EmbeddingModel, ImageCalibrationReader, export_onnx, quantize_onnx
 from cdnet_reid.utils.checkpoint import Checkpointer
@@ -20,13 +18,7 @@ pytestmark = pytest.mark.openvino
 
 def _setup(tmp_path, data_root):
     cfg = tiny_cfg(tmp_path, data_root, MODEL__HEADS__NUM_CLASSES="12")
-    torch.manual_seed(0)
-    model = DefaultTrainer.build_model(cfg).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    model = seeded_model(cfg)
     ckpt = str(tmp_path / "model.pth")
     Checkpointer(model, save_dir=str(tmp_path)).save("model")
     images = [p for p, _, _ in TinySyntheticReID(str(data_root)).query[:12]]

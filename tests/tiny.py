@@ -2,6 +2,7 @@
 
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 from cdnet_reid.config import get_cfg
@@ -67,6 +68,19 @@ def tiny_cfg(output_dir, data_root, **overrides):
     cfg.merge_from_list(tiny_opts(output_dir, data_root))
     cfg.merge_from_list([x for kv in overrides.items() for x in (kv[0].replace("__", "."), kv[1])])
     return cfg
+
+
+def seeded_model(cfg, seed=0):
+    """``DefaultTrainer.build_model(cfg)`` with weights drawn from ``seed`` and BatchNorm statistics
+    away from the identity (so that inference paths that fold or skip BatchNorm show), in eval mode."""
+    torch.manual_seed(seed)
+    model = DefaultTrainer.build_model(cfg).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
 
 
 def train(cfg, resume=False, extra_hooks=(), allow_changed=False):
