@@ -24,7 +24,7 @@ from ..config.packaged import resolve_config_file
 from ..data.datasets.layout import DatasetLayoutError
 from ..utils import comm
 from ..utils.checkpoint import CheckpointError
-from ..utils.env import collect_env_info, seed_all_rng, setup_cpu_allocator
+from ..utils.env import collect_env_info, resolve_device, seed_all_rng, setup_cpu_allocator
 from ..utils.file_io import InputFileError, PathManager, remove_stale_temp_files
 from ..utils.logger import setup_logger
 from ..utils.registry import lookup
@@ -232,10 +232,33 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> None:
     cfg.SEED = resolve_seed(cfg, getattr(args, "resume", False))
     log.info("Running with full config:\n%s", cfg.dump())
     seed_all_rng(cfg.SEED + rank)
+    select_device(cfg.MODEL.DEVICE)
+    set_determinism(cfg)
+
+
+def select_device(name: str) -> torch.device:
+    """``MODEL.DEVICE`` resolved; a numbered GPU (``cuda:1``) becomes the current CUDA device, so
+    that everything reading "the current device" (timing, memory, NCCL, DDP) reads that one.
+    Several processes take their local rank's GPU (``launch``): a numbered GPU is then an error."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError as e:  # no CUDA, or not a device name
+        raise ConfigError(str(e)) from None
+    if device.type == "cuda" and device.index is not None:
+        if comm.get_world_size() > 1:
+            raise ConfigError(f"MODEL.DEVICE {name}: with {comm.get_world_size()} processes each takes its "
+                              "local rank's GPU; use MODEL.DEVICE cuda (or auto)")
+        torch.cuda.set_device(device)
+    return device
+
+
+def set_determinism(cfg: CfgNode) -> None:
+    """``CUDNN_BENCHMARK`` and ``DETERMINISTIC``: with ``DETERMINISTIC`` every operation must have a
+    deterministic implementation (an operation without one raises, it does not warn)."""
     torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK and not cfg.DETERMINISTIC
     if cfg.DETERMINISTIC:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
 
 

@@ -90,7 +90,10 @@ def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> CUDA when available else CPU; otherwise ``torch.device(name)`` (checked)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RuntimeError(f"MODEL.DEVICE={name!r} is not a device (cpu, cuda, cuda:N, auto)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"MODEL.DEVICE={name!r} but CUDA is not available; use 'cpu' or 'auto'")
     return device

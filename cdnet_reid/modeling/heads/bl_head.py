@@ -3,7 +3,6 @@ the local branch; the neck of its MobileNetV2 baseline)."""
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from ..registry import HEAD_REGISTRY
@@ -50,7 +49,6 @@ class BLNeck(nn.Module):
     def __init__(self, *, in_channels: int, num_classes: int, fc_dims: Sequence[int] = (512,),
                  dropout: float = 0.0, classification: bool = False):
         super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fcs = fc_block(in_channels, fc_dims)
         last = fc_dims[-1] if len(fc_dims) else in_channels
@@ -67,7 +65,9 @@ class BLNeck(nn.Module):
                     classification=h.CLASSIFICATION)
 
     def forward(self, features: dict[str, Tensor]):
-        feat = self.drop(torch.flatten(self.pool(list(features.values())[-1]), 1))
+        # a mean over H, W rather than AdaptiveAvgPool2d: the same numbers, and a deterministic
+        # CUDA backward (DETERMINISTIC)
+        feat = self.drop(list(features.values())[-1].mean((2, 3)))
         if not self.training and not self.classification:
             return feat
         if self.classifier is None:
