@@ -122,6 +122,19 @@ def test_extract_without_a_config_equals_the_predictor_with_the_right_config(che
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), expected, atol=1e-5)
 
 
+def test_benchmark_times_the_checkpoint_it_is_given(checkpoint, capsys, tmp_path, data_root):
+    """MODEL.WEIGHTS defines the model and its input (40 x 20, not the default config's 256 x 128)."""
+    cfg, path = checkpoint
+    rc, out, err = _run("benchmark", ["--modes", "infer", "--runs", "1", "--iters", "1", "--warmup", "0",
+                                      "--batch-size", "2", "--device", "cpu", "MODEL.WEIGHTS", path], capsys)
+    assert rc == 0, err
+    assert f"(weights {path})" in out and "| 40x20 " in out, out
+    rc, out, err = _run("benchmark", ["--modes", "infer", "--runs", "1", "--iters", "1", "--warmup", "0",
+                                      "--batch-size", "2", "--device", "cpu", *tiny_opts(tmp_path, data_root)],
+                      capsys)
+    assert rc == 0 and "(random weights (seed 0))" in out, err
+
+
 # --------------------------------------------------------------------------- FeatureExtractor
 def test_feature_extractor_equals_the_predictor_for_every_input_kind(checkpoint, crops):
     cfg, path = checkpoint
@@ -212,8 +225,6 @@ def test_every_user_error_is_one_line_and_exit_2(command, case, tmp_path, data_r
         rc, _, err = _run(command, OTHER[command][case], capsys)
         _one_error_line(rc, err)
         return
-    if command == "benchmark" and case == "missing checkpoint":
-        pytest.skip("benchmark times a randomly initialised model: it reads no checkpoint")
     folder = tmp_path / "in"
     folder.mkdir()
     for f in crops.iterdir():

@@ -5,6 +5,8 @@
     python tools/benchmark.py --config-file configs/Market/cdnet.yml --compare --runs 7 --iters 1
     cdnet-reid benchmark ...                               (the same, from an installed package)
 
+The model: the checkpoint ``MODEL.WEIGHTS`` when one is given (rebuilt from what it stores, as
+``eval`` does), else the config's model with random weights from ``--seed``; the tables say which.
 Each measurement: warm-up iterations, then ``--runs`` timed runs of ``--iters`` iterations each;
 the median images/s is reported (with min/max). Inference runs the eval model (embedding) under
 ``torch.inference_mode``; training runs forward + backward + SGD step on random P×K batches.
@@ -311,10 +313,23 @@ def claim_stdout():
     return proto
 
 
+def benchmark_model(cfg, args):
+    """``(model, cfg, what)``: the checkpoint ``MODEL.WEIGHTS`` rebuilt by
+    :func:`~cdnet_reid.modeling.load_model` (the keys the command line sets must agree with it),
+    else the config's model with random weights drawn from ``--seed``; ``what`` says which."""
+    if cfg.MODEL.WEIGHTS:
+        from ..config import config_file_keys, override_keys
+        from ..modeling import load_model
+
+        model, cfg = load_model(cfg, config_keys=config_file_keys(args.config_file), explicit=override_keys(args.opts))
+        return model, cfg, f"weights {cfg.MODEL.WEIGHTS}"
+    torch.manual_seed(args.seed)
+    return build_model(cfg), cfg, f"random weights (seed {args.seed})"
+
+
 def worker_main(task, args, cfg, device, proto):
     """The ``--worker`` loop: build, warm up, report ``ready``; then answer ``run`` / ``quit``."""
-    torch.manual_seed(args.seed)
-    model = build_model(cfg)
+    model, cfg, _ = benchmark_model(cfg, args)
     if task == "train":
         batch = args.train_batch_size or cfg.SOLVER.IMS_PER_BATCH
         step = training_step(model, batch, cfg.INPUT.SIZE_TRAIN, cfg.DATALOADER.NUM_INSTANCE, device)
@@ -494,8 +509,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None):
         cfg.MODEL.HEADS.NUM_CLASSES = 751
     if args.worker:
         return worker_main(args.worker, args, cfg, device, proto)
-    torch.manual_seed(args.seed)
-    model = build_model(cfg)
+    model, cfg, weights = benchmark_model(cfg, args)
     rows = []
     if "infer" in args.modes:
         label, step, tmp = runtime_inference(model, cfg, args, device)
@@ -511,7 +525,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None):
         rows.append(["training", batch, "x".join(map(str, cfg.INPUT.SIZE_TRAIN)), f"{med:.1f}",
                      f"{lo:.1f}-{hi:.1f}", "torch fp32"])
     name = f"{cfg.MODEL.BACKBONE.NAME} + {cfg.MODEL.HEADS.NAME}"
-    header = (f"on {device} ({torch.get_num_threads()} threads, torch {torch.__version__}), "
+    header = (f"({weights}) on {device} ({torch.get_num_threads()} threads, torch {torch.__version__}), "
               f"this process's allocator: {allocator}")
     if args.compare:
         comp, notes = benchmark_comparison(model, args.batch_size, cfg.INPUT.SIZE_TEST, device, args)
