@@ -133,6 +133,10 @@ def test_benchmark_times_the_checkpoint_it_is_given(checkpoint, capsys, tmp_path
                                       "--batch-size", "2", "--device", "cpu", *tiny_opts(tmp_path, data_root)],
                       capsys)
     assert rc == 0 and "(random weights (seed 0))" in out, err
+    rc, out, err = _run("benchmark", ["--modes", "train", "--runs", "1", "--iters", "1", "--warmup", "0",
+                                      "--device", "cpu", *tiny_opts(tmp_path, data_root), "SOLVER.AMP.ENABLED", "True"],
+                      capsys)
+    assert rc == 0 and "torch bf16 autocast (SOLVER.AMP)" in out, err
 
 
 # --------------------------------------------------------------------------- FeatureExtractor

@@ -32,8 +32,9 @@ machine's speed affects them all alike:
 * torchvision's MobileNetV2 and ResNet-50 (random weights, features + global pooling);
 * the plain and the fast path with glibc's default allocator and with big blocks kept in the heap,
   each in its own process (the allocator setting is process-wide), driven in the same round-robin;
-  with ``train`` in ``--modes``, a second table times training with either allocator, and with
-  contiguous weights, the same way.
+  with ``train`` in ``--modes``, a second table times training with either allocator, with
+  contiguous weights and (where the CPU has native bf16) with ``SOLVER.AMP`` (bf16 autocast), the
+  same way. ``SOLVER.AMP.ENABLED True`` on the command line times the plain training row with it.
 
 ``--runtime torch|onnxruntime|openvino`` and ``--precision auto|fp32|bf16|int8`` choose what the
 plain inference row runs (``cdnet_reid.engine.runtimes``; ``auto``: torch fp32, onnxruntime fp32,
@@ -61,7 +62,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from ..engine.runtimes import PRECISIONS, RUNTIMES
+from ..engine.runtimes import PRECISIONS, RUNTIMES, cpu_has_native_bf16
 from ..modeling import build_model
 from ..utils.benchmark import measure, peak_rss_mb, round_robin, synchronize
 from ..utils.env import ALLOCATOR_ENV, resolve_device, setup_cpu_allocator
@@ -92,14 +93,19 @@ def inference_step(model, batch, size, device):
     return step
 
 
-def training_step(model, batch, size, num_instances, device):
+def training_step(model, batch, size, num_instances, device, amp: bool = False):
+    """One SGD step on a random P x K batch, the forward under autocast with ``amp``
+    (``SOLVER.AMP``: bf16 on the CPU, fp16 on CUDA, as the trainer runs it)."""
+    from ..engine.train_loop import amp_dtype
+
     model.train()
     x = torch.randint(0, 256, (batch, 3, *size), dtype=torch.uint8, device=device)
     y = torch.arange(batch // num_instances, device=device).repeat_interleave(num_instances)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step():
-        losses = model({"images": x, "targets": y})
+        with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
+            losses = model({"images": x, "targets": y})
         opt.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         opt.step()
@@ -111,8 +117,8 @@ def benchmark_inference(model, batch, size, device, args):
                      args.runs, args.iters)
 
 
-def benchmark_training(model, batch, size, num_instances, device, args):
-    return time_runs(training_step(model, batch, size, num_instances, device), batch, device,
+def benchmark_training(model, batch, size, num_instances, device, args, amp: bool = False):
+    return time_runs(training_step(model, batch, size, num_instances, device, amp), batch, device,
                      args.warmup, args.runs, args.iters)
 
 
@@ -162,7 +168,6 @@ def _onnx_sessions(model, batch, size, calibration, tmp):
 def _deploy_steps(model, x, tmp):
     """Callables of the bf16 PyTorch path (native bf16 only) and of OpenVINO on the files
     :func:`_onnx_sessions` exported to ``tmp`` (fp32, bf16 where native, int8)."""
-    from ..engine.runtimes import cpu_has_native_bf16
     from ..modeling.fuse import to_bf16
 
     out = {}
@@ -332,7 +337,8 @@ def worker_main(task, args, cfg, device, proto):
     model, cfg, _ = benchmark_model(cfg, args)
     if task == "train":
         batch = args.train_batch_size or cfg.SOLVER.IMS_PER_BATCH
-        step = training_step(model, batch, cfg.INPUT.SIZE_TRAIN, cfg.DATALOADER.NUM_INSTANCE, device)
+        step = training_step(model, batch, cfg.INPUT.SIZE_TRAIN, cfg.DATALOADER.NUM_INSTANCE, device,
+                             cfg.SOLVER.AMP.ENABLED)
     else:
         from ..modeling.fuse import fuse_for_inference
 
@@ -454,6 +460,9 @@ def allocator_training_comparison(cfg, args):
                for label, value in ALLOCATORS}
     workers["training, contiguous weights (MODEL.CHANNELS_LAST False), heap (own process)"] = Worker(
         "train", "heap", _worker_argv(args) + ["MODEL.CHANNELS_LAST", "False"])
+    if cpu_has_native_bf16() and not cfg.SOLVER.AMP.ENABLED:
+        workers["training, SOLVER.AMP (bf16 autocast), heap (own process)"] = Worker(
+            "train", "heap", _worker_argv(args) + ["SOLVER.AMP.ENABLED", "True"])
     try:
         results = round_robin(workers, batch, torch.device("cpu"), args.runs, args.iters)
     finally:
@@ -521,9 +530,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None):
     if "train" in args.modes:
         batch = args.train_batch_size or cfg.SOLVER.IMS_PER_BATCH
         med, lo, hi = benchmark_training(model, batch, cfg.INPUT.SIZE_TRAIN, cfg.DATALOADER.NUM_INSTANCE,
-                                         device, args)
+                                         device, args,
+                                         amp=cfg.SOLVER.AMP.ENABLED)
         rows.append(["training", batch, "x".join(map(str, cfg.INPUT.SIZE_TRAIN)), f"{med:.1f}",
-                     f"{lo:.1f}-{hi:.1f}", "torch fp32"])
+                     f"{lo:.1f}-{hi:.1f}", "torch bf16 autocast (SOLVER.AMP)" if cfg.SOLVER.AMP.ENABLED
+                     else "torch fp32"])
     name = f"{cfg.MODEL.BACKBONE.NAME} + {cfg.MODEL.HEADS.NAME}"
     header = (f"({weights}) on {device} ({torch.get_num_threads()} threads, torch {torch.__version__}), "
               f"this process's allocator: {allocator}")

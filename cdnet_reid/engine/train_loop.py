@@ -221,7 +221,8 @@ class TrainerBase:
                 hook.load_state_dict(value)
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype:
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The autocast data type of ``SOLVER.AMP`` on ``device``: fp16 on CUDA, bf16 on the CPU."""
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
@@ -270,7 +271,7 @@ class SimpleTrainer(TrainerBase):
 
     def forward_losses(self, data) -> dict[str, torch.Tensor]:
         """The model's loss dict for one batch (under autocast when AMP is on)."""
-        with torch.autocast(self.device.type, dtype=_amp_dtype(self.device), enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=amp_dtype(self.device), enabled=self.amp):
             loss_dict = self.model(data)
         if isinstance(loss_dict, torch.Tensor):
             loss_dict = {"total_loss": loss_dict}
