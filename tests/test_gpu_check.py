@@ -25,6 +25,6 @@ def test_gpu_check_quick_on_cpu(capsys, monkeypatch, data_root):
     assert rows["training step fp32 (cpu, 64x32, batch 16)"] == "ok"
     assert rows["ONNX export (opset 17, dynamic batch)"] == "ok"
     assert rows["training data loader vs model"] in ("ok", "SLOW")
-    cuda_rows = [n for n in rows if n.startswith(("training step AMP", "DETERMINISTIC", "ranking", "model fused",
-                                                   "MODEL.DEVICE"))]
-    assert len(cuda_rows) == 6 and all(rows[n] == "SKIP (no CUDA device)" for n in cuda_rows), rows
+    cuda_rows = [n for n in rows if n.startswith(("training step AMP", "DETERMINISTIC", "ranking", "evaluation",
+                                                   "model fused", "MODEL.DEVICE"))]
+    assert len(cuda_rows) == 7 and all(rows[n] == "SKIP (no CUDA device)" for n in cuda_rows), rows

@@ -115,6 +115,21 @@ def ranking_matches(device):
     return (abs(ap_cpu.mean() - ap_dev.mean()), float((rr_cpu - rr_dev.float().cpu()).abs().max()))
 
 
+def evaluator_ranks_on(device):
+    """(rank device, |mAP on the GPU - mAP on the CPU|) of ReidEvaluator fed the model's CUDA outputs."""
+    from cdnet_reid.evaluation import ReidEvaluator
+
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(80, 32, generator=gen)
+    batch = {"targets": torch.randint(0, 10, (80,), generator=gen), "camids": torch.arange(80) % 3}
+    out = {}
+    for dev in ("cpu", device):
+        ev = ReidEvaluator(num_query=20)
+        ev.process(batch, feats.to(dev))
+        out[torch.device(dev).type] = (ev.rank_device, ev.evaluate()["mAP"])
+    return out["cuda"][0], abs(out["cuda"][1] - out["cpu"][1])
+
+
 def fused_moved(cfg, device):
     from cdnet_reid.modeling.fuse import fuse_for_inference
 
@@ -214,6 +229,12 @@ def main(argv=None):
             ok = d_ap < 1e-6 and d_rr < 1e-4
             return ("ok" if ok else "FAIL"), f"|mAP CUDA - CPU| {d_ap:.1e}, re-ranked distances max |diff| {d_rr:.1e}"
         row("ranking and re-ranking of CUDA features", ranking, cuda_only=True)
+
+        def evaluator():
+            where, d_map = evaluator_ranks_on(device)
+            ok = where.type == "cuda" and d_map < 1e-4
+            return ("ok" if ok else "FAIL"), f"ReidEvaluator ranks on {where}, |mAP - CPU mAP| {d_map:.1e}"
+        row("evaluation ranks on the model's GPU", evaluator, cuda_only=True)
 
         def fused():
             diff = fused_moved(cfg, device)

@@ -62,8 +62,12 @@ class ReidEvaluator(DatasetEvaluator):
         self._camids: list[int] = []
         self._valid: list[bool] = []
         self._paths: list[str] = []
+        #: where the distances are computed and ranked: the model's GPU when it ran on one (the
+        #: features travel between processes on the CPU)
+        self.rank_device = torch.device("cpu")
 
     def process(self, batch: dict, outputs: torch.Tensor) -> None:
+        self.rank_device = outputs.device if outputs.device.type == "cuda" else torch.device("cpu")
         self._feats.append(outputs.detach().float().cpu())
         self._pids.extend(int(p) for p in batch["targets"])
         self._camids.extend(int(c) for c in batch["camids"])
@@ -144,6 +148,7 @@ class ReidEvaluator(DatasetEvaluator):
         data = self.query_gallery()
         if data is None:
             return OrderedDict()
+        data["q_feats"], data["g_feats"] = data["q_feats"].to(self.rank_device), data["g_feats"].to(self.rank_device)
         ids = (data["q_pids"], data["g_pids"], data["q_camids"], data["g_camids"])
         if self.rerank is not None:
             cmc, all_ap, all_inp = evaluate_rank_chunks(self.distance_chunks(data), *ids,
