@@ -12,7 +12,8 @@ _C = CN()
 # Model
 # ---------------------------------------------------------------------------------------------- #
 _C.MODEL = CN()
-# "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+# "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N" (one process: GPU N, made the
+# current CUDA device; several processes each take their local rank's GPU: use "cuda").
 _C.MODEL.DEVICE = "auto"
 # Name in META_ARCH_REGISTRY.
 _C.MODEL.META_ARCHITECTURE = "Baseline"
@@ -264,7 +265,8 @@ _C.TRAINER.NAME = "DefaultTrainer"
 _C.OUTPUT_DIR = "logs/default"
 # Random seed of Python, NumPy, torch and the samplers; < 0 draws one (it is logged and saved).
 _C.SEED = -1
-# Deterministic algorithms (torch.use_deterministic_algorithms) for bit-reproducible runs.
+# Deterministic algorithms (torch.use_deterministic_algorithms, cuDNN deterministic) for
+# bit-reproducible runs: an operation without a deterministic implementation raises (no warn-only).
 _C.DETERMINISTIC = False
 # cuDNN picks its convolution algorithms by timing them (fixed input sizes, as here), rather than by
 # heuristic, which often chooses slow kernels for channels-last depthwise convolutions. Off with
