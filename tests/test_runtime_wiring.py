@@ -69,7 +69,7 @@ def test_extract_runs_openvino_like_torch(model_files, crops, tmp_path, data_roo
     assert run_command("extract", [*base, "--output", str(tmp_path / "torch.npy"), *opts,
                                    "MODEL.WEIGHTS", ckpt]) == 0
     assert run_command("extract", [*base, "--output", str(tmp_path / "ov.npy"), "--runtime", "openvino",
-                                   "--precision", "fp32", "--onnx", xml, *opts]) == 0
+                                   "--precision", "fp32", "--model-file", xml, *opts]) == 0
     ref, got = np.load(tmp_path / "torch.npy"), np.load(tmp_path / "ov.npy")
     assert got.shape == ref.shape == (5, ref.shape[1])
     assert (tmp_path / "torch.paths.txt").read_text() == (tmp_path / "ov.paths.txt").read_text()

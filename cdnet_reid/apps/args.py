@@ -91,9 +91,9 @@ def add_runtime(parser):
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="inference precision (default auto: torch fp32, onnxruntime the file's, openvino "
                              "bf16 where the CPU has native bf16; int8 for a quantised file; logged)")
-    parser.add_argument("--onnx", default="", metavar="FILE",
+    parser.add_argument("--onnx", "--model-file", dest="onnx", default="", metavar="FILE",
                         help="a file written by `cdnet-reid export` (.onnx fp32 or int8; for --runtime openvino "
-                             "also an .xml IR or *_openvino_model folder)")
+                             "also an .xml IR or *_openvino_model folder; --model-file is the same flag)")
 
 
 def model_options(args) -> dict:

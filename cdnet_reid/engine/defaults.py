@@ -106,8 +106,9 @@ def default_argument_parser(description: str = "cdnet-reid training and evaluati
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="evaluation only: the inference precision (default auto: torch fp32, openvino bf16 "
                         "where the CPU has native bf16; int8 for a quantised file)")
-    p.add_argument("--onnx", default="", metavar="FILE",
-                   help="evaluation only: a file written by `cdnet-reid export` (.onnx; for openvino also .xml)")
+    p.add_argument("--onnx", "--model-file", dest="onnx", default="", metavar="FILE",
+                   help="evaluation only: a file written by `cdnet-reid export` (.onnx; for openvino also .xml "
+                        "or a *_openvino_model folder; --model-file is the same flag)")
     p.add_argument("--num-gpus", type=int, default=1,
                    help="processes per machine (GPUs; gloo CPU processes when there is no GPU)")
     p.add_argument("--num-machines", type=int, default=1)
