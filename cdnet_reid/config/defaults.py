@@ -199,7 +199,8 @@ _C.SOLVER.CHECKPOINT_PERIOD = 20
 # Keep at most this many periodic checkpoints (0 = keep all).
 _C.SOLVER.MAX_TO_KEEP = 0
 
-# Mixed precision through torch.amp: fp16 + GradScaler on CUDA, bf16 on CPU.
+# Mixed precision through torch.amp: fp16 + GradScaler on CUDA, bf16 on CPU (for CDNet on the CPU
+# slower than fp32 and less accurate, measured: README, "CPU speed").
 _C.SOLVER.AMP = CN()
 _C.SOLVER.AMP.ENABLED = False
 
