@@ -10,10 +10,11 @@ correlations and one picture.
 Steps, each a ``cdnet-reid train`` subprocess with its own folder under ``--output-dir``:
 
 1. ``search_seed{S}/``, one per ``--search-seeds`` (default 0 1): the search of
-   ``--search-config`` (default ``Synthetic/search_cdnet.yml``) with ``SEED S``; its
-   ``genotype_final.json`` is the genotype ``searched_seed{S}``. ``--search-genotype FILE ...``
-   uses these files instead (no search; a file inside a search folder still gives that supernet's
-   preferences).
+   ``--search-config`` (default ``Synthetic/search_cdnet_full.yml``: the top-k search of
+   ``search_cdnet.yml`` at the trainings' full width and 96x48, about 10 min per search on one core)
+   with ``SEED S``; its ``genotype_final.json`` is the genotype ``searched_seed{S}``.
+   ``--search-genotype FILE ...`` uses these files instead (no search; a file inside a search folder
+   still gives that supernet's preferences).
 2. ``genotypes/random_seed{N}.json``, one per ``--random-seeds`` (default 1 2 3 4): genotypes drawn
    uniformly from the same space (``cdnet-reid random-genotype --seed N``).
 3. ``train_{genotype}/train_seed{T}/``: every genotype -- searched, the paper's (``--paper``,
@@ -232,8 +233,8 @@ def complexity(output_dir: str, latency: bool) -> dict:
 
 def _parse(argv, prog):
     parser = tool_parser(prog, __doc__)
-    parser.add_argument("--search-config", default="Synthetic/search_cdnet.yml",
-                        help="a config path or a shipped config name (default Synthetic/search_cdnet.yml)")
+    parser.add_argument("--search-config", default="Synthetic/search_cdnet_full.yml",
+                        help="a config path or a shipped config name (default Synthetic/search_cdnet_full.yml)")
     parser.add_argument("--train-config", default="Synthetic/cdnet.yml",
                         help="a config path or a shipped config name (default Synthetic/cdnet.yml)")
     add_output_dir(parser, "folder of every step (default logs/synthetic/pipeline)", required=False,
