@@ -486,7 +486,8 @@ def report(results: dict, out: str) -> str:
     with atomic_write(os.path.join(out, "results.json")) as f:
         json.dump({"note": note, **results}, f, indent=2)
     plot_protocol(g, os.path.join(out, "protocol.png"),
-                  title=f"{results['dataset']}: trained mAP vs cost; {results['recipe']}; seeds {seeds}")
+                  title=f"{results['dataset']}: trained mAP vs cost. Training: {results['recipe']}, seeds {seeds}. "
+                        f"Search: {results['search']}")
     return text
 
 

@@ -7,6 +7,7 @@ training seed with ``seed``, ``mAP``, ``Rank-1`` (percent).
 matplotlib is imported lazily and drawn through its Agg canvas (no pyplot), as in ``search.plot``.
 """
 
+import textwrap
 from collections.abc import Sequence
 
 from tabulate import tabulate
@@ -110,7 +111,7 @@ def plot_protocol(genotypes: Sequence[dict], out_path: str, *, title: str) -> st
     FigureCanvasAgg(fig)
     for i, (key, scale, xlabel) in enumerate(panels):
         _panel(fig.add_subplot(1, len(panels), i + 1), genotypes, key, scale, xlabel)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(title, 70 * len(panels))), fontsize=9)
     with atomic_write(out_path, "wb") as f:
         fig.savefig(f, format="png", dpi=fig.dpi)
     return out_path
