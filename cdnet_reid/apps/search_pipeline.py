@@ -1,75 +1,195 @@
-"""Search, then train the searched genotype, the paper's and random ones with one recipe; one table.
+"""The search evaluation protocol: S searches, the searched, the paper's and R random genotypes,
+each trained with T training seeds and one recipe; tables, a confidence interval, rank
+correlations and one picture.
 
     cdnet-reid search-pipeline                                   # -> logs/synthetic/pipeline/
-    cdnet-reid search-pipeline --seed 1 --output-dir logs/synthetic/pipeline_seed1
-    cdnet-reid search-pipeline --search-genotype logs/synthetic/search_cdnet/genotype_final.json
-    cdnet-reid search-pipeline --resume                          # continue / reuse finished steps
+    cdnet-reid search-pipeline --search-seeds 0 1 --random-seeds 1 2 3 4 --train-seeds 0 1 2
+    cdnet-reid search-pipeline --resume                          # finished steps read back
+    cdnet-reid search-pipeline --quick --output-dir /tmp/p       # tiny, for the tests (< 1 min)
 
 Steps, each a ``cdnet-reid train`` subprocess with its own folder under ``--output-dir``:
 
-1. ``search/``: the search of ``--search-config`` (default ``Synthetic/search_cdnet.yml``,
-   the top-k search over the CDNet space on the embedded SyntheticReID data) with ``SEED --seed``;
-   its ``genotype_final.json`` is the searched genotype (``--search-genotype`` skips the search).
-2. ``genotypes/random_seed{N}.json``: genotypes drawn uniformly from the same space
-   (``cdnet-reid random-genotype --seed N``, ``--random-seeds``, default 1 and 2).
-3. ``train_<name>/``: every genotype -- searched, the paper's (``cdnet_top2``, or ``cnet_top2`` for a
-   CNet search), random -- trained from scratch with one recipe: ``--train-config`` (default
-   ``Synthetic/cdnet.yml``: full width, 128x64, the paper's SGD recipe) shortened to
-   ``--epochs`` (default 10) with the LR step at ``--milestone`` (default epoch 8), evaluated once at
-   the end, with the same ``SEED --seed`` (same initialisation stream, same data order).
+1. ``search_seed{S}/``, one per ``--search-seeds`` (default 0 1): the search of
+   ``--search-config`` (default ``Synthetic/search_cdnet_full.yml``: the top-k search of
+   ``search_cdnet.yml`` at the trainings' full width and 96x48, about 10 min per search on one core)
+   with ``SEED S``; its ``genotype_final.json`` is the genotype ``searched_seed{S}``.
+   ``--search-genotype FILE ...`` uses these files instead (no search; a file inside a search folder
+   still gives that supernet's preferences).
+2. ``genotypes/random_seed{N}.json``, one per ``--random-seeds`` (default 1 2 3 4): genotypes drawn
+   uniformly from the same space (``cdnet-reid random-genotype --seed N``).
+3. ``train_{genotype}/train_seed{T}/``: every genotype -- searched, the paper's (``--paper``,
+   default ``cdnet_top2`` / ``cnet_top2``), random -- trained from scratch by ``--train-config``
+   (default ``Synthetic/cdnet.yml``) shortened to ``--epochs`` (default 10, LR step at
+   ``--milestone``, default 8), once per ``--train-seeds`` (default 0 1 2: ``SEED T``,
+   ``DETERMINISTIC True``), evaluated once at the end on the test split (final-epoch metrics, no
+   selection on the test set). The trainings run seed by seed (all genotypes with the first seed,
+   then the next), so an interrupted protocol has complete comparisons for the seeds it finished.
 
-Then it prints one table (genotype, parameters, MACs, mAP, Rank-1) and writes it to
-``--output-dir/results.md`` and ``results.json``. The metrics are those of the final epoch on the
-test split (no selection on the test set, no best-of); ``seconds`` in results.json are the wall
-times of the steps in this invocation (a step read back by ``--resume`` takes seconds). Everything
-is deterministic in ``--seed``
-(``DETERMINISTIC True``), so a rerun prints the same table.
+Then, without subprocesses: parameters and MACs of every genotype at the test size, its latency
+(batch 1, torch, this CPU; ``--no-latency`` skips it), and for every supernet (search) the two
+scores of :mod:`cdnet_reid.search.subnet` per genotype: Σ log softmax(α) of its candidates and the
+loss of its sub-network on the search's architecture split, with Kendall's τ-b against the trained
+mean mAP (positive: the supernet ranks like training; the loss enters as -loss).
 
-``--resume`` passes ``--resume`` to every step: finished steps are read back, interrupted ones
-continue. ``--overwrite`` starts every step afresh (train_net moves the earlier files aside).
-``--search-opts`` / ``--train-opts`` add ``KEY VALUE`` overrides to the search / the trainings.
-On a loaded machine, ``OMP_NUM_THREADS=1`` often runs these small networks faster than 2 threads.
+Output in ``--output-dir``: the per-group table (mean, sd over runs, sd between genotypes), the
+per-genotype table (mean, sd, min–max over training seeds), the supernet table, the bootstrap
+interval of "searched minus random" (and "paper minus random") mean mAP
+(:func:`cdnet_reid.search.protocol.bootstrap_difference`: genotypes and, within them, training seeds
+resampled with replacement, ``--resamples`` draws, RNG seed ``--ci-seed``, percentile interval at
+``--ci-level``; ``--ci-level 0``: none), all in ``results.md`` and ``results.json``, and
+``protocol.png``: mean trained mAP against MACs and latency, bars from the lowest to the highest
+seed.
+
+``--resume``: a step whose folder records it finished with the same command (``step.json``) is read
+back without a subprocess; any other is run with ``cdnet-reid train --resume`` (an interrupted one
+continues from its last checkpoint; a changed recipe is refused by train). ``--overwrite`` starts
+every step afresh. Without either, a step whose folder already holds a run fails (as train does).
+``--jobs`` steps (default 2) run at the same time, each with ``OMP_NUM_THREADS`` = CPUs / jobs unless
+the environment sets it (on 2 cores: two one-thread steps, which keeps both cores busy and is much
+faster than 2 threads per step when anything else runs); the results do not depend on it
+(``DETERMINISTIC True``, one process per step). Each step prints ``[i/N]`` with the elapsed time and
+an ETA (the mean time of the steps of each kind run so far). ``--search-opts`` / ``--train-opts``
+add ``KEY VALUE`` overrides.
+``--quick``: tiny defaults for the tests (one search of 1 epoch of 2 iterations, 2 random genotypes,
+training seeds 0 1, 2 epochs of 2 iterations, quarter width, 32x16); flags given explicitly win.
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-
-from tabulate import tabulate
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 
 from ..config import ConfigError
 from ..config.packaged import resolve_config_file
+from ..utils.file_io import atomic_write
 from .args import add_output_dir, tool_parser
 
 #: A training step: ``cdnet-reid train`` in its own process (works from a clone or a wheel).
 TRAIN = [sys.executable, "-m", "cdnet_reid.cli", "train"]
 
+DEFAULTS = {"search_seeds": [0, 1], "random_seeds": [1, 2, 3, 4], "train_seeds": [0, 1, 2], "epochs": 10,
+            "milestone": 8}
+QUICK = {"search_seeds": [0], "random_seeds": [1, 2], "train_seeds": [0, 1], "epochs": 2, "milestone": 2}
+_TINY = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]",
+         "INPUT.PADDING.SIZE", "2", "MODEL.BACKBONE.WIDTH_MULT", "0.25", "SOLVER.IMS_PER_BATCH", "16",
+         "SOLVER.ITERS_PER_EPOCH", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.IMS_PER_BATCH", "64"]
+QUICK_SEARCH_OPTS = [*_TINY, "SOLVER.MAX_EPOCH", "1"]
+QUICK_TRAIN_OPTS = [*_TINY, "SOLVER.WARMUP_ITERS", "0"]
+STEP_FILE = "step.json"
 
-def _child_env() -> dict:
-    """The environment of a step: this package importable whether installed or run from a clone."""
+
+def _child_env(jobs: int) -> dict:
+    """The environment of a step: this package importable whether installed or run from a clone;
+    ``OMP_NUM_THREADS`` (when not set) the CPUs shared out between ``jobs`` parallel steps."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    return env
 
 
-def run_step(name: str, cmd, log_path: str) -> float:
-    """Run ``cmd`` with its output into ``log_path``; stop the pipeline if it fails."""
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(cmd)}", flush=True)
-    print(f"    (output: {log_path})", flush=True)
-    t0 = time.perf_counter()
-    with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env())
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            tail = "".join(f.readlines()[-20:])
-        raise RuntimeError(f"{name} failed (exit status {proc.returncode}); last lines of {log_path}:\n{tail}")
-    print(f"    done in {elapsed:.0f} s", flush=True)
-    return elapsed
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@dataclass
+class Step:
+    """One ``cdnet-reid train`` run: ``kind`` (for the ETA), ``name``, command, its folder."""
+
+    kind: str
+    name: str
+    cmd: list[str]
+    folder: str
+
+
+class Steps:
+    """Runs the steps, ``jobs`` at a time, and prints ``[i/N] ... elapsed, ETA`` (the mean time of
+    the steps of each kind run so far, times the steps left, over ``jobs``)."""
+
+    def __init__(self, kinds: Sequence[str], flag: list[str], resume: bool, jobs: int = 1):
+        self.left = Counter(kinds)  # steps not finished, per kind
+        self.total, self.index = len(kinds), 0
+        self.flag, self.resume, self.jobs = flag, resume, jobs
+        self.start = time.perf_counter()
+        self.durations: dict[str, list[float]] = {}
+        self.seconds: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def eta(self) -> str:
+        means = {k: sum(v) / len(v) for k, v in self.durations.items()}
+        left = {k: n for k, n in self.left.items() if n}
+        if any(k not in means for k in left):
+            return "ETA unknown"
+        return "ETA " + _clock(sum(means[k] * n for k, n in left.items()) / self.jobs)
+
+    def _say(self, head: str, text: str) -> None:
+        print(f"{head}: {text} | elapsed {_clock(time.perf_counter() - self.start)}, {self.eta()}", flush=True)
+
+    def run_all(self, steps: Sequence[Step]) -> None:
+        """Run ``steps`` (``jobs`` at a time); the first failure cancels the steps not started and is raised."""
+        numbered = []
+        for step in steps:
+            self.index += 1
+            numbered.append((f"[{self.index}/{self.total}] {step.name}", step))
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(self.run, step, head) for head, step in numbered]
+            try:
+                for f in as_completed(futures):
+                    f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def _read_back(self, step: Step, record: dict) -> bool:
+        path = os.path.join(step.folder, STEP_FILE)
+        if not (self.resume and os.path.isfile(path)):
+            return False
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+        if stored.get("cmd") != record["cmd"]:
+            return False
+        self.seconds[step.name] = stored.get("seconds", 0.0)
+        return True
+
+    def run(self, step: Step, head: str) -> bool:
+        """Run ``step`` (its log next to its folder); False when it finished earlier (read back)."""
+        record = {"cmd": step.cmd[len(TRAIN):]}
+        if self._read_back(step, record):
+            with self.lock:
+                self.left[step.kind] -= 1
+                self._say(head, f"finished earlier, read back ({step.folder})")
+            return False
+        log_path = step.folder + ".log"
+        with self.lock:
+            print(f"{head}: running, output in {log_path}", flush=True)
+        t0 = time.perf_counter()
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"$ cdnet-reid {' '.join(step.cmd[len(TRAIN) - 1:] + self.flag)}\n")
+            log.flush()
+            proc = subprocess.run(step.cmd + self.flag, stdout=log, stderr=subprocess.STDOUT,
+                                  env=_child_env(self.jobs))
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                tail = "".join(f.readlines()[-20:])
+            raise RuntimeError(f"{step.name} failed (exit status {proc.returncode}); last lines of {log_path}:\n{tail}")
+        with atomic_write(os.path.join(step.folder, STEP_FILE)) as f:
+            json.dump({**record, "seconds": round(elapsed, 1)}, f)
+        with self.lock:
+            self.durations.setdefault(step.kind, []).append(elapsed)
+            self.seconds[step.name] = elapsed
+            self.left[step.kind] -= 1
+            self._say(head, f"done in {elapsed:.0f} s")
+        return True
 
 
 def final_metrics(output_dir: str, dataset: str) -> dict:
@@ -86,13 +206,14 @@ def final_metrics(output_dir: str, dataset: str) -> dict:
     return out
 
 
-def complexity(output_dir: str) -> dict:
-    """Parameters (total, backbone, used at inference) and conv + linear MACs at the test size of
-    the model that ``output_dir/model_final.pth`` holds (rebuilt from its stored genotype)."""
+def complexity(output_dir: str, latency: bool) -> dict:
+    """Parameters (total, backbone, used at inference), conv + linear MACs and (``latency``) the
+    torch latency at batch 1 at the test size of the model in ``output_dir/model_final.pth``."""
     import torch
 
     from ..config import get_cfg
     from ..modeling import load_model
+    from ..search.cost_table import measure_latency_ms
     from ..utils.complexity import conv_linear_macs, count_parameters, inference_parameters, mac_analysis
 
     cfg = get_cfg()
@@ -106,24 +227,37 @@ def complexity(output_dir: str) -> dict:
     return {"params": count_parameters(model), "backbone_params": count_parameters(model.backbone),
             "inference_params": inference_parameters(model, x),
             "macs": conv_linear_macs(mac_analysis(model, x)),
+            "latency_ms": measure_latency_ms(model, x) if latency else None,
             "layers": [list(e) for e in model.backbone.genotype.layers]}
 
 
-def main(argv: Sequence[str] | None = None, prog: str | None = None):
+def _parse(argv, prog):
     parser = tool_parser(prog, __doc__)
-    parser.add_argument("--search-config", default="Synthetic/search_cdnet.yml",
-                        help="a config path or a shipped config name (default Synthetic/search_cdnet.yml)")
+    parser.add_argument("--search-config", default="Synthetic/search_cdnet_full.yml",
+                        help="a config path or a shipped config name (default Synthetic/search_cdnet_full.yml)")
     parser.add_argument("--train-config", default="Synthetic/cdnet.yml",
                         help="a config path or a shipped config name (default Synthetic/cdnet.yml)")
     add_output_dir(parser, "folder of every step (default logs/synthetic/pipeline)", required=False,
                    default="logs/synthetic/pipeline")
-    parser.add_argument("--seed", type=int, default=0, help="SEED of the search and of every training")
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs of every genotype")
-    parser.add_argument("--milestone", type=int, default=8,
-                        help="1-based epoch of the trainings' LR step (LR_LIST[0] -> LR_LIST[1]); 0: no step")
-    parser.add_argument("--random-seeds", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--search-seeds", type=int, nargs="*", help="SEED of each search (default 0 1)")
+    parser.add_argument("--random-seeds", type=int, nargs="*", help="random genotypes' seeds (default 1 2 3 4)")
+    parser.add_argument("--train-seeds", type=int, nargs="*", help="SEED of each training (default 0 1 2)")
+    parser.add_argument("--seed", type=int, help="shorthand for --search-seeds N --train-seeds N")
+    parser.add_argument("--epochs", type=int, help="training epochs of every genotype (default 10)")
+    parser.add_argument("--milestone", type=int,
+                        help="1-based epoch of the trainings' LR step (LR_LIST[0] -> LR_LIST[1]); 0: no step "
+                             "(default 8)")
     parser.add_argument("--paper", default="", help="the paper's genotype (default: cdnet_top2 / cnet_top2)")
-    parser.add_argument("--search-genotype", default="", help="use this genotype file instead of searching")
+    parser.add_argument("--search-genotype", nargs="*", default=[], metavar="FILE",
+                        help="use these genotype files instead of searching")
+    parser.add_argument("--ci-level", type=float, default=0.95, help="bootstrap interval level; 0: none")
+    parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    parser.add_argument("--ci-seed", type=int, default=0, help="RNG seed of the bootstrap")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="steps run at the same time (default 2; each gets OMP_NUM_THREADS = CPUs / jobs "
+                             "unless set)")
+    parser.add_argument("--no-latency", action="store_true", help="do not time the trained networks")
+    parser.add_argument("--quick", action="store_true", help="tiny defaults, for tests")
     parser.add_argument("--search-opts", nargs="*", default=[], metavar="KEY VALUE")
     parser.add_argument("--train-opts", nargs="*", default=[], metavar="KEY VALUE")
     mode = parser.add_mutually_exclusive_group()
@@ -132,98 +266,236 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None):
     args = parser.parse_args(argv)
     if len(args.search_opts) % 2 or len(args.train_opts) % 2:
         parser.error("--search-opts / --train-opts take KEY VALUE pairs")
-    if args.milestone and not 2 <= args.milestone <= args.epochs:
-        parser.error(f"--milestone must be 0 (no LR step) or an epoch in [2, --epochs={args.epochs}]")
+    if args.seed is not None:
+        if args.search_seeds is not None or args.train_seeds is not None:
+            parser.error("--seed is a shorthand for --search-seeds N --train-seeds N: give one or the other")
+        args.search_seeds = args.train_seeds = [args.seed]
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.quick:
+        args.search_opts = QUICK_SEARCH_OPTS + args.search_opts
+        args.train_opts = QUICK_TRAIN_OPTS + args.train_opts
+    return args
 
+
+def check_args(args) -> str:
+    """Every user error knowable before a step runs (:class:`ConfigError`); returns the search space."""
     from ..config import get_cfg
-    from ..modeling.space.genotype import load_genotype, save_genotype
-    from .random_genotype import random_genotype
+    from ..modeling.registry import BACKBONE_REGISTRY
+    from ..modeling.space.genotype import load_genotype
 
-    args.search_config = resolve_config_file(args.search_config)
-    args.train_config = resolve_config_file(args.train_config)
-    for flag_name, path in (("--search-config", args.search_config), ("--train-config", args.train_config)):
-        if not os.path.isfile(path):  # before any step starts
-            raise ConfigError(f"{flag_name} {path}: config file not found "
+    if args.milestone and not 2 <= args.milestone <= args.epochs:
+        raise ConfigError(f"--milestone must be 0 (no LR step) or an epoch in [2, --epochs={args.epochs}]")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    if not args.train_seeds:
+        raise ConfigError("--train-seeds: at least one training seed is needed (T >= 1)")
+    for flag, seeds in (("--search-seeds", args.search_seeds), ("--random-seeds", args.random_seeds),
+                        ("--train-seeds", args.train_seeds)):
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{flag} {seeds}: a seed given twice")
+    if not args.search_seeds and not args.search_genotype:
+        raise ConfigError("no searched genotype: give --search-seeds or --search-genotype")
+    if args.ci_level and not 0 < args.ci_level < 1:
+        raise ConfigError(f"--ci-level must be in (0, 1) or 0 (no interval), got {args.ci_level}")
+    if args.ci_level and not args.random_seeds:
+        raise ConfigError("the interval 'searched minus random' needs random genotypes: give --random-seeds "
+                          "or --ci-level 0")
+    if args.resamples < 1:
+        raise ConfigError(f"--resamples must be >= 1, got {args.resamples}")
+    for flag_name in ("search_config", "train_config"):
+        setattr(args, flag_name, resolve_config_file(getattr(args, flag_name)))
+        if not os.path.isfile(getattr(args, flag_name)):
+            raise ConfigError(f"--{flag_name.replace('_', '-')} {getattr(args, flag_name)}: config file not found "
                               "(`cdnet-reid configs` lists the shipped ones)")
-    if args.search_genotype and not os.path.isfile(args.search_genotype):
-        raise ConfigError(f"--search-genotype {args.search_genotype}: no such file")
+    for path in args.search_genotype:
+        if not os.path.isfile(path):
+            raise ConfigError(f"--search-genotype {path}: no such file")
+    cfg = get_cfg()
+    cfg.merge_from_file(args.search_config)
+    space = getattr(BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME), "space", "")
+    if not space:
+        raise ConfigError(f"--search-config {args.search_config}: MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME} "
+                          "is not a supernet (CDNetSupernet / CNetSupernet)")
+    args.paper = args.paper or f"{space}_top2"
+    paper = load_genotype(args.paper)  # GenotypeError (a ConfigError) for an unknown name or a bad file
+    if paper.space != space:
+        raise ConfigError(f"--paper {args.paper} is a {paper.space} genotype; the search is over {space}")
+    return space
 
-    out = os.path.abspath(args.output_dir)
-    os.makedirs(os.path.join(out, "genotypes"), exist_ok=True)
-    flag = ["--resume"] if args.resume else ["--overwrite"] if args.overwrite else []
-    seconds = {}
 
-    # 1. the search
-    if args.search_genotype:
-        searched = os.path.abspath(args.search_genotype)
-        print(f"searched genotype: {searched} (no search run)")
-    else:
-        search_dir = os.path.join(out, "search")
-        seconds["search"] = run_step("search", [*TRAIN, "--config-file", args.search_config, *flag,
-                                                "OUTPUT_DIR", search_dir, "SEED", str(args.seed), *args.search_opts],
-                                     os.path.join(out, "search.log"))
-        searched = os.path.join(search_dir, "genotype_final.json")
-    geno = load_genotype(searched)
-    space = geno.space
-    print(f"searched ({space}): {[list(e) for e in geno.layers]}")
+def train_recipe(args) -> tuple[list[str], str, str]:
+    """``(overrides, dataset, description)`` of the one training recipe (SEED added per run)."""
+    from ..config import get_cfg
 
-    # 2. the genotypes to train
-    genotypes = [("searched", searched), ("paper", args.paper or f"{space}_top2")]
-    for s in args.random_seeds:
-        path = os.path.join(out, "genotypes", f"random_seed{s}.json")
-        save_genotype(random_genotype(space, s, len(geno.layers)), path)
-        genotypes.append((f"random_seed{s}", path))
-
-    # 3. one recipe for all
-    train_cfg = get_cfg()
-    train_cfg.merge_from_file(args.train_config)
-    dataset = train_cfg.DATASETS.TESTS[0]
-    # the LR: LR_LIST[0] until --milestone, then LR_LIST[1] (or BASE_LR x GAMMA without LR_LIST)
-    lrs = list(train_cfg.SOLVER.LR_LIST)
+    cfg = get_cfg()
+    cfg.merge_from_file(args.train_config)
+    lrs = list(cfg.SOLVER.LR_LIST)
     if args.milestone and len(lrs) == 1:
         raise ConfigError(f"--milestone needs two SOLVER.LR_LIST values in {args.train_config}, got {lrs}")
     schedule = ["SOLVER.MILESTONES", f"[{args.milestone}]" if args.milestone else "[]"]
     if lrs:
         schedule += ["SOLVER.LR_LIST", str(lrs[:2] if args.milestone else lrs[:1]).replace(" ", "")]
-    recipe = ["SOLVER.MAX_EPOCH", str(args.epochs), *schedule,
-              "SOLVER.CHECKPOINT_PERIOD", str(args.epochs), "TEST.EVAL_PERIOD", "0", "TEST.EVAL_AT_START", "False",
-              "SEED", str(args.seed), "DETERMINISTIC", "True"]
-    if space == "cnet":
-        recipe += ["MODEL.BACKBONE.NAME", "CNet"]
-    rows, results = [], []
-    for name, genotype in genotypes:
-        run_dir = os.path.join(out, f"train_{name}")
-        seconds[name] = run_step(f"train {name}", [*TRAIN, "--config-file", args.train_config, *flag,
-                                                   "MODEL.BACKBONE.GENOTYPE", genotype, "OUTPUT_DIR", run_dir,
-                                                   *recipe, *args.train_opts],
-                                 os.path.join(out, f"train_{name}.log"))
-        metrics = final_metrics(run_dir, dataset)
-        comp = complexity(run_dir)
-        results.append({"name": name, "genotype": genotype, **comp, **metrics, "seconds": round(seconds[name], 1)})
-        rows.append([name, " ".join("".join(str(k) for k in e) for e in comp["layers"]), f"{comp['params']:,}",
-                     f"{comp['inference_params']:,}", f"{comp['macs'] / 1e6:.1f}", f"{metrics['mAP']:.1f}",
-                     f"{metrics['Rank-1']:.1f}"])
-    # 4. the table
-    random_maps = [r["mAP"] for r in results if r["name"].startswith("random")]
-    headers = ["genotype", "layers (k1 k2 r)", "params", "params at inference", "MMACs", "mAP (%)", "Rank-1 (%)"]
-    table = tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
+    recipe = ["SOLVER.MAX_EPOCH", str(args.epochs), *schedule, "SOLVER.CHECKPOINT_PERIOD", str(args.epochs),
+              "TEST.EVAL_PERIOD", "0", "TEST.EVAL_AT_START", "False", "DETERMINISTIC", "True"]
     step = (f"LR step at epoch {args.milestone}" + (f": {lrs[0]} -> {lrs[1]}" if lrs else "")) if args.milestone \
         else "no LR step"
-    note = (f"{args.train_config}, {args.epochs} epochs ({step}), SEED {args.seed}, "
-            f"final-epoch metrics on {dataset}; search: "
-            + (args.search_genotype or f"{args.search_config} SEED {args.seed}"))
-    print()
-    print(note)
-    print(table)
-    if random_maps:
-        mean = sum(random_maps) / len(random_maps)
-        spread = math.sqrt(sum((m - mean) ** 2 for m in random_maps) / len(random_maps))
-        print(f"random genotypes: mAP {mean:.1f} ± {spread:.1f} (mean ± std over {len(random_maps)})")
-    with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
-        f.write(note + "\n\n" + table + "\n")
-    with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump({"note": note, "seconds": {k: round(v, 1) for k, v in seconds.items()}, "results": results}, f,
-                  indent=2)
+    text = f"{describe(args.train_config, args.train_opts)}, {args.epochs} epochs ({step})"
+    return recipe, cfg.DATASETS.TESTS[0], text
+
+
+def describe(config: str, opts: Sequence[str]) -> str:
+    """``<config> at HxW, width W``: the input size and width the runs of ``config`` + ``opts`` use."""
+    from ..config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(config)
+    cfg.merge_from_list(list(opts))
+    h, w = cfg.INPUT.SIZE_TRAIN
+    return f"{os.path.basename(config)} at {h}x{w}, width {cfg.MODEL.BACKBONE.WIDTH_MULT:g}"
+
+
+def run_protocol(args, space: str) -> dict:
+    """All the steps and the analysis; returns what results.json holds."""
+    import torch
+
+    from ..modeling.space.genotype import load_genotype, save_genotype
+    from .random_genotype import random_genotype
+
+    out = os.path.abspath(args.output_dir)
+    os.makedirs(os.path.join(out, "genotypes"), exist_ok=True)
+    flag = ["--resume"] if args.resume else ["--overwrite"] if args.overwrite else []
+    recipe, dataset, recipe_text = train_recipe(args)
+    searches = [] if args.search_genotype else list(args.search_seeds)
+    n_genotypes = (len(args.search_genotype) or len(searches)) + 1 + len(args.random_seeds)
+    steps = Steps(["search"] * len(searches) + ["train"] * n_genotypes * len(args.train_seeds), flag,
+                  args.resume, args.jobs)
+
+    genotypes, supernet_dirs, todo = [], [], []  # (name, group, path); (name, search folder); steps
+    for s in searches:
+        folder = os.path.join(out, f"search_seed{s}")
+        todo.append(Step("search", f"search seed {s}", [*TRAIN, "--config-file", args.search_config, "OUTPUT_DIR",
+                                                        folder, "SEED", str(s), *args.search_opts], folder))
+        genotypes.append((f"searched_seed{s}", "searched", os.path.join(folder, "genotype_final.json")))
+        supernet_dirs.append((f"search_seed{s}", folder))
+    for i, path in enumerate(args.search_genotype):
+        genotypes.append((f"searched_{i}", "searched", os.path.abspath(path)))
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isfile(os.path.join(folder, "model_final.pth")) and os.path.isfile(os.path.join(folder,
+                                                                                                   "config.yaml")):
+            supernet_dirs.append((f"searched_{i}", folder))
+    steps.run_all(todo)
+    for g in genotypes:
+        if load_genotype(g[2]).space != space:
+            raise ConfigError(f"{g[2]}: not a {space} genotype")
+    genotypes.append(("paper", "paper", args.paper))
+    num_layers = len(load_genotype(genotypes[0][2]).layers)
+    for s in args.random_seeds:
+        path = os.path.join(out, "genotypes", f"random_seed{s}.json")
+        save_genotype(random_genotype(space, s, num_layers), path)
+        genotypes.append((f"random_seed{s}", "random", path))
+
+    extra = ["MODEL.BACKBONE.NAME", "CNet"] if space == "cnet" else []
+    todo = [Step("train", f"train {name} seed {t}",
+                 [*TRAIN, "--config-file", args.train_config, "MODEL.BACKBONE.GENOTYPE", path, "OUTPUT_DIR",
+                  os.path.join(out, f"train_{name}", f"train_seed{t}"), *recipe, *extra, "SEED", str(t),
+                  *args.train_opts], os.path.join(out, f"train_{name}", f"train_seed{t}"))
+            for t in args.train_seeds for name, _, path in genotypes]
+    steps.run_all(todo)
+    runs = {name: [] for name, _, _ in genotypes}
+    for t in args.train_seeds:
+        for name, _, _ in genotypes:
+            folder = os.path.join(out, f"train_{name}", f"train_seed{t}")
+            runs[name].append({"seed": t, "dir": folder, **final_metrics(folder, dataset),
+                               "seconds": round(steps.seconds[f"train {name} seed {t}"], 1)})
+    table = []
+    for name, group, path in genotypes:
+        comp = complexity(runs[name][0]["dir"], latency=not args.no_latency)
+        table.append({"name": name, "group": group, "genotype": path, **comp, "runs": runs[name]})
+    return {"recipe": recipe_text, "dataset": dataset, "search": describe(args.search_config, args.search_opts),
+            "search_opts": args.search_opts, "train_opts": args.train_opts,
+            "genotypes": table, "supernets": supernet_scores(supernet_dirs, table),
+            "intervals": intervals(table, args),
+            "seconds": {k: round(v, 1) for k, v in steps.seconds.items()},
+            "wall_seconds": round(time.perf_counter() - steps.start, 1), "jobs": args.jobs,
+            "latency_threads": torch.get_num_threads()}
+
+
+def supernet_scores(supernet_dirs, table) -> list[dict]:
+    """Per supernet: α score and sub-network loss of every genotype, Kendall τ-b of each with mean mAP."""
+    from ..modeling.space.genotype import load_genotype
+    from ..search.protocol import kendall_tau
+    from ..search.subnet import alpha_score, load_supernet, subnet_losses
+
+    out = []
+    ops = [load_genotype(g["genotype"]).ops for g in table]
+    maps = [sum(r["mAP"] for r in g["runs"]) / len(g["runs"]) for g in table]
+    for name, folder in supernet_dirs:
+        model, cfg = load_supernet(folder)
+        alphas = model.backbone.alphas
+        losses = subnet_losses(model, cfg, ops)
+        scores = {g["name"]: {"alpha_score": alpha_score(alphas, o), "val_loss": v, "mAP": m}
+                  for g, o, v, m in zip(table, ops, losses, maps)}
+        out.append({"name": name, "dir": folder, "scores": scores,
+                    "tau_alpha": kendall_tau([s["alpha_score"] for s in scores.values()], maps),
+                    "tau_loss": kendall_tau([-s["val_loss"] for s in scores.values()], maps)})
+    return out
+
+
+def intervals(table, args) -> list[dict]:
+    """Bootstrap intervals of "searched minus random" and "paper minus random" mean mAP."""
+    from ..search.protocol import bootstrap_difference
+
+    if not args.ci_level:
+        return []
+    groups = {k: [[r["mAP"] for r in g["runs"]] for g in table if g["group"] == k] for k in ("searched", "paper",
+                                                                                            "random")}
+    out = []
+    for a in ("searched", "paper"):
+        est, lo, hi = bootstrap_difference(groups[a], groups["random"], n_resamples=args.resamples,
+                                           level=args.ci_level, seed=args.ci_seed)
+        out.append({"difference": f"{a} - random", "metric": "mAP", "estimate": est, "low": lo, "high": hi,
+                    "level": args.ci_level, "resamples": args.resamples, "seed": args.ci_seed,
+                    "method": "two-level percentile bootstrap: genotypes, then training seeds within them, "
+                              "with replacement"})
+    return out
+
+
+def report(results: dict, out: str) -> str:
+    """Print and write (results.md, results.json, protocol.png) the protocol's results."""
+    from ..search.protocol_report import genotype_table, group_table, plot_protocol, preference_table
+
+    g = results["genotypes"]
+    seeds = sorted({r["seed"] for x in g for r in x["runs"]})
+    note = (f"{results['dataset']}: search {results['search']}, every genotype trained by {results['recipe']}, "
+            f"training seeds {seeds}; final-epoch metrics on the test split")
+    parts = [note, "", "Per group (sd (runs): over all runs; sd (genotypes): between genotype means)", "",
+             group_table(g), "", "Per genotype (over its training seeds)", "", genotype_table(g)]
+    for ci in results["intervals"]:
+        parts += ["", f"{ci['difference']} (mean mAP): {ci['estimate']:+.1f} points, {ci['level']:.0%} interval "
+                      f"[{ci['low']:+.1f}, {ci['high']:+.1f}] ({ci['method']}; {ci['resamples']} resamples, "
+                      f"seed {ci['seed']})"]
+    if results["supernets"]:
+        parts += ["", "What each supernet prefers (Kendall τ-b with trained mean mAP; the loss enters as -loss)", "",
+                  preference_table(results["supernets"])]
+    text = "\n".join(parts)
+    print("\n" + text)
+    with atomic_write(os.path.join(out, "results.md")) as f:
+        f.write(text + "\n")
+    with atomic_write(os.path.join(out, "results.json")) as f:
+        json.dump({"note": note, **results}, f, indent=2)
+    plot_protocol(g, os.path.join(out, "protocol.png"),
+                  title=f"{results['dataset']}: trained mAP vs cost. Training: {results['recipe']}, seeds {seeds}. "
+                        f"Search: {results['search']}")
+    return text
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None):
+    args = _parse(argv, prog)
+    space = check_args(args)
+    results = run_protocol(args, space)
+    report(results, os.path.abspath(args.output_dir))
     return results
 
 

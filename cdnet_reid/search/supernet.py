@@ -9,7 +9,8 @@ registers them in ``BACKBONE_REGISTRY`` and defines the ``SEARCH`` keys they rea
 """
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -49,6 +50,7 @@ class Supernet(StagedNet):
         init_weights(self)
         with torch.no_grad():
             self.alphas.fill_(float(alpha_init))
+        self._forced: list[int] | None = None
 
     @classmethod
     def from_config(cls, cfg, **context) -> dict:
@@ -65,11 +67,27 @@ class Supernet(StagedNet):
 
     def selection(self):
         """``(weights, selected)`` for the current α: per-layer weights, and the indices to run
-        (``None`` in softmax mode)."""
+        (``None`` in softmax mode). Inside :meth:`forced`: the forced sub-network's."""
+        if self._forced is not None:
+            weights = torch.zeros_like(self.alphas).scatter_(1, torch.tensor(self._forced).view(-1, 1), 1.0)
+            return weights, [[op] for op in self._forced]
         if self.mode == "softmax":
             return torch.softmax(self.alphas, dim=-1), None
         w, selected = topk_weights(self.alphas, self.topk, self.tie_order)
         return w, selected.tolist()
+
+    @contextmanager
+    def forced(self, ops: Sequence[int]) -> Iterator[None]:
+        """Within the block, layer ``l`` runs only candidate ``ops[l]`` with weight 1 (no α in the
+        graph): the supernet evaluates the sub-network of one genotype (its ``ops``)."""
+        if len(ops) != self.alphas.shape[0] or not all(0 <= int(o) < self.alphas.shape[1] for o in ops):
+            raise ValueError(f"forced ops {list(ops)}: need {self.alphas.shape[0]} indices in "
+                             f"[0, {self.alphas.shape[1]})")
+        previous, self._forced = self._forced, [int(o) for o in ops]
+        try:
+            yield
+        finally:
+            self._forced = previous
 
     def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
         weights, selected = self.selection()
