@@ -155,6 +155,28 @@ def _cli(*args, cwd):
 
 
 @pytest.mark.slow
+def test_a_calibrated_table_scales_latency_only_and_is_checked(tiny_table):
+    table = json.loads(json.dumps(tiny_table[1]))
+    table["fixed"]["latency_ms"] = 1.0
+    for row in table["layers"]:
+        for c in row["candidates"]:
+            c["latency_ms"] = 0.5
+    geno = load_genotype("cnet_top2")
+    raw = genotype_cost(table, geno, "latency")
+    table["latency_calibration"] = {"scale": 1.25}
+    assert genotype_cost(table, geno, "latency") == pytest.approx(1.25 * raw)
+    assert genotype_cost(table, geno, "latency", calibrated=False) == pytest.approx(raw)
+    assert genotype_cost(table, geno, "macs") == genotype_cost(tiny_table[1], geno, "macs")
+    fixed, costs = cost_matrix(table, "latency")
+    assert fixed == pytest.approx(1.25) and costs[0][0] == pytest.approx(0.625)
+    from cdnet_reid.search.cost_table import validate_cost_table
+
+    for bad in (0, -1.0, float("nan"), "2", True):
+        table["latency_calibration"] = {"scale": bad}
+        with pytest.raises(CostTableError, match="latency_calibration.scale"):
+            validate_cost_table(table, "t.json")
+
+
 def test_latency_table_command_writes_a_table_and_rejects_a_corrupt_one(tmp_path):
     cfg = tiny_cfg(tmp_path, tmp_path)
     opts = ["MODEL.BACKBONE.NAME", "CNetSupernet", "MODEL.HEADS.NAME", "SearchHead", "MODEL.BACKBONE.WIDTH_MULT",
@@ -171,6 +193,15 @@ def test_latency_table_command_writes_a_table_and_rejects_a_corrupt_one(tmp_path
     assert all(c["latency_ms"] > 0 for row in table["layers"] for c in row["candidates"])
     assert set(table["fixed"]["parts"]) == {"stem", "downsample1", "downsample2", "head"}
     assert "cnet genotype" in r.stdout
+    # calibrated on whole networks (default 5: the paper's and 4 random), every latency scaled by it
+    cal = table["latency_calibration"]
+    assert len(cal["genotypes"]) == len(cal["measured_ms"]) == 5
+    assert cal["genotypes"][0] == [list(e) for e in load_genotype("cnet_top2").layers]
+    assert cal["scale"] > 0 and "latency calibrated on 5 whole networks" in r.stdout
+    paper = load_genotype("cnet_top2")
+    raw = genotype_cost(table, paper, "latency", calibrated=False)
+    assert genotype_cost(table, paper, "latency") == pytest.approx(cal["scale"] * raw)
+    assert raw == pytest.approx(cal["predicted_ms"][0], rel=1e-5)
     # a table measured elsewhere: checked, shown
     r = _cli("--table", str(out), cwd=tmp_path)
     assert r.returncode == 0 and "cnet space" in r.stdout, r.stderr
@@ -186,10 +217,11 @@ def test_latency_table_command_writes_a_table_and_rejects_a_corrupt_one(tmp_path
     assert r.returncode == 2 and r.stderr.startswith("error:") and "junk.json" in r.stderr
     # onnxruntime: every block exported on its own (the search head reads one of the two maps)
     r = _cli("--config-file", str(tmp_path / "c.yml"), "--runtime", "onnxruntime", "--output", str(tmp_path / "o.json"),
-             "--runs", "1", "--iters", "1", "--warmup", "0", "--threads", "1", *opts, cwd=tmp_path)
+             "--runs", "1", "--iters", "1", "--warmup", "0", "--threads", "1", "--calibrate", "2", *opts, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     ort = load_cost_table(str(tmp_path / "o.json"), "latency")
     assert ort["runtime"] == "onnxruntime" and ort["fixed"]["parts"]["head"]["latency_ms"] > 0
+    assert len(ort["latency_calibration"]["measured_ms"]) == 2 and ort["latency_calibration"]["scale"] > 0
     try:
         import openvino  # noqa: F401
     except ImportError:  # an absent runtime: one line, before any work

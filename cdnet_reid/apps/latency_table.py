@@ -11,6 +11,14 @@ CNet): the table covers every candidate of its space either way, with the config
 head. Latencies are milliseconds per image (a batch of ``--batch-size`` images, median over
 ``--runs`` rounds of ``--iters`` calls, blocks timed round-robin) with the process's torch threads
 (``--threads``). MACs are those of convolutions and linear layers (the paper's "FLOPs").
+
+The sum of the blocks leaves out the time between them (element-wise operations, moving the
+activations), so the whole network runs slower than the sum predicts. ``--calibrate N`` (default 5)
+also times the whole network of N genotypes (the paper's and N - 1 uniform random ones) in the same
+runtime and fits one factor, measured = scale x sum of blocks (least squares through the origin);
+every latency the table predicts (``SEARCH.COST``, the genotype file's record) is scaled by it.
+The table records the genotypes, both latencies and the largest relative error left after
+scaling. ``--calibrate 0`` leaves the table uncalibrated.
 """
 
 import argparse
@@ -28,6 +36,8 @@ from ..search.cost_table import (
     RUNTIMES,
     RuntimeUnavailableError,
     build_cost_table,
+    calibrate_latency,
+    calibration_genotypes,
     genotype_cost,
     load_cost_table,
     save_cost_table,
@@ -51,6 +61,11 @@ def summary(table: dict, genotype=None) -> str:
     head = (f"{table['space']} space, {len(table['layers'])} layers x {len(table['candidates'])} candidates, "
             f"input {table.get('input_size')}, batch {table['batch_size']}, runtime {table.get('runtime')} "
             f"{table.get('runtime_version') or ''}, {table.get('threads')} threads, CPU {table.get('cpu')}")
+    cal = table.get("latency_calibration")
+    if cal:
+        head += (f"\nlatency calibrated on {len(cal['genotypes'])} whole networks: x{cal['scale']:.3f} "
+                 f"(largest error left {cal['max_relative_error']:.1%}); layer rows: the blocks' own times, "
+                 "a genotype's latency: scaled")
     return head + "\n" + tabulate(rows, headers=["layer", "input"] + [f"{k} ({KINDS[k][1]})" for k in kinds],
                                   tablefmt="pipe")
 
@@ -68,6 +83,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None):
     p.add_argument("--warmup", type=int, default=5, help="warm-up calls per block")
     p.add_argument("--runs", type=int, default=7, help="timed rounds (the median is kept)")
     p.add_argument("--iters", type=int, default=10, help="calls per block and round")
+    p.add_argument("--calibrate", type=int, default=5, metavar="N",
+                   help="whole networks timed to scale the blocks' sum (0: none; default 5)")
     add_config_arguments(p)
     args = p.parse_args(argv)
     try:
@@ -75,8 +92,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None):
             raise ConfigError("--table shows a table measured elsewhere: give it without --config-file / --output")
         if not args.table and not args.config_file:
             raise ConfigError("give --config-file (measure a table) or --table FILE (check one)")
-        if min(args.batch_size, args.runs, args.iters) < 1 or args.warmup < 0 or args.threads < 0:
-            raise ConfigError("--batch-size, --runs and --iters must be >= 1, --warmup and --threads >= 0")
+        if min(args.batch_size, args.runs, args.iters) < 1 or min(args.warmup, args.threads, args.calibrate) < 0:
+            raise ConfigError("--batch-size, --runs and --iters must be >= 1, --warmup, --threads and --calibrate "
+                              ">= 0")
         genotype = load_genotype(args.genotype) if args.genotype else None
         if args.table:
             table = load_cost_table(args.table)
@@ -86,6 +104,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None):
                 torch.set_num_threads(args.threads)
             table = build_cost_table(cfg, runtime=args.runtime, batch_size=args.batch_size, warmup=args.warmup,
                                      runs=args.runs, iters=args.iters, log=print)
+            if args.calibrate:
+                genotypes = calibration_genotypes(table["space"], len(table["layers"]), args.calibrate)
+                table["latency_calibration"] = calibrate_latency(table, cfg, genotypes, warmup=args.warmup,
+                                                                 runs=args.runs, iters=args.iters, log=print)
         if genotype is not None:
             genotype_cost(table, genotype, "macs")  # the genotype must fit the table
     except (ConfigError, GenotypeError, RuntimeUnavailableError) as e:

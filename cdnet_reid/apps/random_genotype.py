@@ -13,26 +13,10 @@ wherever a genotype is (``MODEL.BACKBONE.GENOTYPE``).
 """
 
 import json
-import random
 from collections.abc import Sequence
 
-from ..modeling.space.genotype import CANDIDATES, Genotype, save_genotype
+from ..modeling.space.genotype import CANDIDATES, random_genotype, save_genotype  # noqa: F401  (re-exported)
 from .args import add_output, tool_parser
-
-
-def random_genotype(space: str, seed: int, num_layers: int = 6) -> Genotype:
-    """``num_layers`` candidates of ``space`` drawn uniformly and independently with ``seed``."""
-    if space not in CANDIDATES:
-        raise ValueError(f"unknown space {space!r}; expected one of {sorted(CANDIDATES)}")
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-    table = CANDIDATES[space]
-    rng = random.Random(seed)
-    ops = [rng.randrange(len(table)) for _ in range(num_layers)]
-    return Genotype(space, [table[i] for i in ops],
-                    meta={"source": "random", "space": space, "seed": seed,
-                          "rule": f"uniform over the {len(table)} candidates, independently per layer "
-                                  "(random.Random(seed).randrange)"})
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None):

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigError
 from ..modeling import build_model
-from ..modeling.space.genotype import CANDIDATES, Genotype, op_name
+from ..modeling.space.genotype import CANDIDATES, Genotype, op_name, random_genotype, save_genotype
 from ..modeling.space.ops import DownSample, build_block, init_weights
 from ..utils.complexity import conv_linear_macs, inference_parameters, mac_analysis
 from ..utils.env import cpu_name
@@ -367,6 +367,12 @@ def validate_cost_table(table: Any, source: str, kind: str | None = None) -> Non
     if kind and KINDS[kind][0] not in present:
         raise CostTableError(f"cost table {source}: has no {KINDS[kind][0]!r} (built without measuring {kind}); "
                              f"build one with cdnet-reid latency-table")
+    calibration = table.get("latency_calibration")
+    if calibration is not None:
+        scale = calibration.get("scale") if isinstance(calibration, dict) else None
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise CostTableError(f"cost table {source}: key 'latency_calibration.scale' must be a finite number > 0, "
+                                 f"got {scale!r}")
     keys = present
     for key in keys:
         _number(fixed[key], f"cost table {source}: key 'fixed.{key}'")
@@ -384,20 +390,90 @@ def validate_cost_table(table: Any, source: str, kind: str | None = None) -> Non
                 _number(cand[key], f"cost table {source}: key 'layers[{l}].candidates[{j}].{key}'")
 
 
-def cost_matrix(table: dict[str, Any], kind: str) -> tuple[float, list[list[float]]]:
-    """``(fixed, costs)``: the fixed part and the L x N per-layer candidate costs of ``kind``."""
+def latency_scale(table: dict[str, Any]) -> float:
+    """The factor from the sum of the blocks' latencies to the whole network's: the table's
+    ``latency_calibration.scale`` (:func:`calibrate_latency`), else 1."""
+    return float((table.get("latency_calibration") or {}).get("scale", 1.0))
+
+
+def cost_matrix(table: dict[str, Any], kind: str, *, calibrated: bool = True) -> tuple[float, list[list[float]]]:
+    """``(fixed, costs)``: the fixed part and the L x N per-layer candidate costs of ``kind``
+    (latencies times :func:`latency_scale` when ``calibrated``)."""
     key = KINDS[kind][0]
-    return (float(table["fixed"][key]),
-            [[float(c[key]) for c in row["candidates"]] for row in table["layers"]])
+    scale = latency_scale(table) if kind == "latency" and calibrated else 1.0
+    return (float(table["fixed"][key]) * scale,
+            [[float(c[key]) * scale for c in row["candidates"]] for row in table["layers"]])
 
 
-def genotype_cost(table: dict[str, Any], genotype: Genotype, kind: str) -> float:
-    """The cost of ``genotype``'s network predicted by ``table``: fixed + its candidates' costs."""
+def genotype_cost(table: dict[str, Any], genotype: Genotype, kind: str, *, calibrated: bool = True) -> float:
+    """The cost of ``genotype``'s network predicted by ``table``: fixed + its candidates' costs
+    (for latency, times the table's calibration scale when ``calibrated``)."""
     if genotype.space != table["space"] or len(genotype.layers) != len(table["layers"]):
         raise CostTableError(f"the cost table is for {len(table['layers'])} {table['space']} layers, the "
                              f"genotype has {len(genotype.layers)} {genotype.space} layers")
-    fixed, costs = cost_matrix(table, kind)
+    fixed, costs = cost_matrix(table, kind, calibrated=calibrated)
     return fixed + sum(costs[l][j] for l, j in enumerate(genotype.ops))
+
+
+#: The backbone that runs one genotype of a space (what a search's result is trained as).
+SEARCHED_BACKBONE = {"cdnet": "CDNet", "cnet": "CNet"}
+
+
+def searched_network(cfg, genotype: Genotype) -> nn.Module:
+    """The network of the table's config with ``genotype`` fixed: the space's searched backbone
+    (``SEARCHED_BACKBONE``) with the config's widths, stages, head and input; eval, on the CPU."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "genotype.json")
+        save_genotype(genotype, path)
+        c = cfg.clone()
+        c.defrost()
+        c.MODEL.DEVICE = "cpu"
+        c.MODEL.BACKBONE.NAME = SEARCHED_BACKBONE[genotype.space]
+        c.MODEL.BACKBONE.GENOTYPE = path
+        if c.MODEL.HEADS.NUM_CLASSES == 0:
+            c.MODEL.HEADS.NUM_CLASSES = 1  # the classifier does not run in eval mode
+        return build_model(c).eval()
+
+
+def calibration_genotypes(space: str, num_layers: int, count: int) -> list[Genotype]:
+    """The genotypes a latency table is calibrated on: the paper's (``<space>_top2``, when it has
+    ``num_layers`` layers) and uniform random ones (seeds 1, 2, ...), ``count`` in all."""
+    from ..modeling.space.genotype import load_genotype
+
+    paper = load_genotype(f"{space}_top2")
+    picks = [paper] if len(paper.layers) == num_layers else []
+    seed = 1
+    while len(picks) < count:
+        picks.append(random_genotype(space, seed, num_layers))
+        seed += 1
+    return picks[:count]
+
+
+def calibrate_latency(table: dict[str, Any], cfg, genotypes: Sequence[Genotype], *, warmup: int = 5,
+                      runs: int = 7, iters: int = 10, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Time the whole network of every genotype (:func:`searched_network`) in the table's runtime,
+    batch size and threads, round-robin, and fit ``measured = scale x predicted`` (least squares
+    through the origin) against the sum of the table's blocks: the time between blocks (element-wise
+    operations, memory traffic of the activations) that per-block timings leave out is then part of
+    every prediction. Returns the ``latency_calibration`` record (scale, genotypes, measured and
+    uncalibrated predicted milliseconds per image, the largest relative error after scaling)."""
+    if not genotypes:
+        raise ValueError("calibrate_latency needs at least one genotype")
+    bs, (h, w) = table["batch_size"], table["input_size"]
+    images = torch.rand(bs, 3, h, w) * 255
+    nets = [searched_network(cfg, g) for g in genotypes]
+    with tempfile.TemporaryDirectory() as tmp:
+        timers = [make_timer(table["runtime"], net, (images,), tmp, table["threads"]) for net in nets]
+        if log:
+            log(f"timing {len(timers)} whole networks for the latency calibration")
+        seconds = time_round_robin(timers, warmup=warmup, runs=runs, iters=iters)
+    measured = [s * 1000.0 / bs for s in seconds]
+    predicted = [genotype_cost(table, g, "latency", calibrated=False) for g in genotypes]
+    scale = sum(m * p for m, p in zip(measured, predicted)) / sum(p * p for p in predicted)
+    worst = max(abs(scale * p - m) / m for m, p in zip(measured, predicted))
+    return {"scale": round(scale, 6), "genotypes": [[list(e) for e in g.layers] for g in genotypes],
+            "measured_ms": [round(m, 6) for m in measured], "predicted_ms": [round(p, 6) for p in predicted],
+            "max_relative_error": round(worst, 6)}
 
 
 def measure_latency_ms(model: nn.Module, images: Tensor, *, warmup: int = 5, runs: int = 7, iters: int = 10) -> float:

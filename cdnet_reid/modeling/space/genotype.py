@@ -26,6 +26,7 @@ import json
 import math
 import numbers
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,6 +241,21 @@ class Genotype:
 
 #: Kinds of the optional ``cost`` record.
 COST_KINDS = ("latency", "macs", "params")
+
+
+def random_genotype(space: str, seed: int, num_layers: int = 6) -> Genotype:
+    """``num_layers`` candidates of ``space`` drawn uniformly and independently with ``seed``."""
+    if space not in CANDIDATES:
+        raise ValueError(f"unknown space {space!r}; expected one of {sorted(CANDIDATES)}")
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    table = CANDIDATES[space]
+    rng = random.Random(seed)
+    ops = [rng.randrange(len(table)) for _ in range(num_layers)]
+    return Genotype(space, [table[i] for i in ops],
+                    meta={"source": "random", "space": space, "seed": seed,
+                          "rule": f"uniform over the {len(table)} candidates, independently per layer "
+                                  "(random.Random(seed).randrange)"})
 
 
 def validate_cost_record(cost: Any) -> None:
