@@ -177,6 +177,7 @@ def test_a_calibrated_table_scales_latency_only_and_is_checked(tiny_table):
             validate_cost_table(table, "t.json")
 
 
+@pytest.mark.slow
 def test_latency_table_command_writes_a_table_and_rejects_a_corrupt_one(tmp_path):
     cfg = tiny_cfg(tmp_path, tmp_path)
     opts = ["MODEL.BACKBONE.NAME", "CNetSupernet", "MODEL.HEADS.NAME", "SearchHead", "MODEL.BACKBONE.WIDTH_MULT",
