@@ -59,6 +59,13 @@ def test_cost_penalty_gradient_matches_finite_differences():
     low = CostTerm("macs", fixed=0.7, costs=costs, target=100.0, weight=1.7)
     (zero,) = low.add_to_grads([torch.zeros_like(base)], [alphas], {})
     assert float(low(alphas).detach()) == 0.0 and torch.count_nonzero(zero) == 0
+    # mode "target": below the budget the penalty pulls E[cost] up, with the opposite gradient
+    up = CostTerm("macs", fixed=0.7, costs=costs, target=100.0, weight=1.7, mode="target")
+    (pull,) = up.add_to_grads([torch.zeros_like(base)], [alphas], {})
+    assert float(up(alphas).detach()) == pytest.approx(1.7 * (1 - float(up.expected(alphas)) / 100.0))
+    above = CostTerm("macs", fixed=0.7, costs=costs, target=2.0, weight=1.7, mode="target")
+    (push,) = above.add_to_grads([torch.zeros_like(base)], [alphas], {})
+    assert torch.allclose(push, grad) and torch.allclose(pull, -grad * 2.0 / 100.0)
 
 
 def test_cost_config_contradictions_are_errors(tmp_path):

@@ -33,7 +33,11 @@ Config (:func:`add_search_cost_config`), off by default so the paper's search is
   for macs/params, empty computes the table from the search's own network;
 * ``SEARCH.COST.TARGET``: the whole network's budget in the kind's unit: milliseconds per image
   at the table's batch size, MACs (of convolutions and linear layers), or parameters;
-* ``SEARCH.COST.WEIGHT``: lambda above.
+* ``SEARCH.COST.WEIGHT``: lambda above;
+* ``SEARCH.COST.MODE``: ``"max"`` (the hinge above: a budget not to exceed) or ``"target"``
+  (``WEIGHT * |E[cost] / TARGET - 1|``: the budget is also to be used, in the spirit of MnasNet's
+  soft constraint, which rewards a network below T as it penalises one above: a search whose
+  accuracy term does not pull toward dearer candidates would otherwise settle well below it).
 """
 
 import logging
@@ -67,6 +71,9 @@ def add_search_cost_config(cfg: CfgNode) -> None:
     # lambda of the penalty lambda * max(0, E[cost] / TARGET - 1). With 1.0 the accuracy term
     # outweighs it in a tiny search (E[cost] barely moves); with 10 E[cost] settles at the target.
     cfg.SEARCH.COST.WEIGHT = 10.0
+    # "max": penalise E[cost] above TARGET only (a ceiling); "target": penalise the distance to
+    # TARGET on both sides (use the budget).
+    cfg.SEARCH.COST.MODE = "max"
 
 
 def check_cost_config(cfg: CfgNode) -> str | None:
@@ -86,19 +93,29 @@ def check_cost_config(cfg: CfgNode) -> str | None:
                           f"with SEARCH.COST.KIND {c.KIND}, got {c.TARGET}")
     if not c.WEIGHT > 0:
         raise ConfigError(f"SEARCH.COST.WEIGHT must be > 0, got {c.WEIGHT}")
+    if c.MODE not in MODES:
+        raise ConfigError(f"SEARCH.COST.MODE must be one of {list(MODES)}, got {c.MODE!r}")
     if c.KIND == "latency" and not c.TABLE:
         raise ConfigError("SEARCH.COST.KIND latency needs SEARCH.COST.TABLE (build one with "
                           "cdnet-reid latency-table on the target machine)")
     return c.KIND
 
 
+#: SEARCH.COST.MODE values: a ceiling, or a target on both sides.
+MODES = ("max", "target")
+
+
 class CostTerm(nn.Module):
-    """``weight * max(0, E[cost] / target - 1)`` of the architecture logits (see the module
-    docstring). ``costs`` (L x N) are the per-layer candidate costs, ``fixed`` the rest."""
+    """``weight * max(0, E[cost] / target - 1)`` (``mode`` "max") or ``weight * |E[cost] / target
+    - 1|`` ("target") of the architecture logits (see the module docstring). ``costs`` (L x N) are
+    the per-layer candidate costs, ``fixed`` the rest."""
 
     def __init__(self, kind: str, fixed: float, costs: Sequence[Sequence[float]], target: float,
-                 weight: float, table: str = "", space: str = ""):
+                 weight: float, table: str = "", space: str = "", mode: str = "max"):
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
         self.kind, self.unit = kind, KINDS[kind][1]
         self.fixed, self.target, self.weight = float(fixed), float(target), float(weight)
         self.table, self.space = table, space
@@ -114,7 +131,8 @@ class CostTerm(nn.Module):
 
     def forward(self, alphas: Tensor) -> Tensor:
         """The penalty."""
-        return self.weight * torch.relu(self.expected(alphas) / self.target - 1.0)
+        excess = self.expected(alphas) / self.target - 1.0
+        return self.weight * (excess.abs() if self.mode == "target" else torch.relu(excess))
 
     def add_to_grads(self, grads: list[Tensor], alphas: Sequence[Tensor], losses: dict[str, Tensor],
                      storage=None) -> list[Tensor]:
@@ -138,7 +156,7 @@ class CostTerm(nn.Module):
         fixed = self.fixed
         predicted = fixed + sum(float(self.costs[l, j]) for l, j in enumerate(genotype.ops))
         out = {"kind": self.kind, "unit": self.unit, "target": self.target, "predicted": predicted,
-               "table": self.table or None}
+               "table": self.table or None, "mode": self.mode}
         if alphas is not None:
             out["expected"] = float(self.expected(alphas.detach().double().cpu()))
         return out
@@ -167,11 +185,12 @@ def build_cost_term(cfg: CfgNode, supernet) -> CostTerm | None:
                     "(the budget is that of the table's network)", c.TABLE, table.get("input_size"),
                     table.get("width_mult"), list(cfg.INPUT.SIZE_TEST), cfg.MODEL.BACKBONE.WIDTH_MULT)
     fixed, costs = cost_matrix(table, kind)
-    term = CostTerm(kind, fixed, costs, c.TARGET, c.WEIGHT, table=source, space=table["space"])
+    term = CostTerm(kind, fixed, costs, c.TARGET, c.WEIGHT, table=source, space=table["space"], mode=c.MODE)
     lo = fixed + sum(min(r) for r in costs)
     hi = fixed + sum(max(r) for r in costs)
-    logger.info("Search for a budget: %s <= %g %s (the table's networks range from %g to %g); penalty "
-                "%g * max(0, E[cost]/target - 1)", kind, c.TARGET, term.unit, lo, hi, c.WEIGHT)
+    logger.info("Search for a budget: %s %s %g %s (the table's networks range from %g to %g); penalty "
+                "%g * %s", kind, "<=" if c.MODE == "max" else "~", c.TARGET, term.unit, lo, hi, c.WEIGHT,
+                "max(0, E[cost]/target - 1)" if c.MODE == "max" else "|E[cost]/target - 1|")
     if c.TARGET < lo:
         raise ConfigError(f"SEARCH.COST.TARGET {c.TARGET:g} {term.unit} is below the cheapest network of the "
                           f"space ({lo:g}): no genotype can meet it")

@@ -266,9 +266,11 @@ def validate_cost_record(cost: Any) -> None:
         v = cost.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
             raise GenotypeError(f"cost.{key}: {_show(v)} is not a finite number >= 0")
-    unknown = [k for k in cost if k not in ("kind", "unit", "target", "predicted", "expected", "table")]
+    unknown = [k for k in cost if k not in ("kind", "unit", "target", "predicted", "expected", "table", "mode")]
     if unknown:
         raise GenotypeError(f"cost: unknown key {_show(unknown[0])}")
+    if cost.get("mode", "max") not in ("max", "target"):
+        raise GenotypeError(f"cost.mode: {_show(cost.get('mode'))} is not 'max' or 'target'")
     if not isinstance(cost.get("table"), (str, type(None))) or not isinstance(cost.get("unit", ""), str):
         raise GenotypeError(f"cost: 'table' and 'unit' must be strings, got {_show(cost)}")
 
