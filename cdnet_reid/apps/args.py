@@ -19,8 +19,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from ..engine.defaults import OneLineArgumentParser, add_config_arguments, setup_tool_cfg
-from ..engine.runtimes import PRECISIONS, RUNTIMES
+from ..engine.defaults import OneLineArgumentParser, add_config_arguments, add_runtime_arguments, setup_tool_cfg
 
 logger = logging.getLogger("cdnet_reid")
 
@@ -83,17 +82,9 @@ def add_size(parser, help: str = "input height and width (default: INPUT.SIZE_TE
 
 
 def add_runtime(parser):
-    """``--runtime`` (torch: the checkpoint MODEL.WEIGHTS; onnxruntime, openvino: an exported
-    file), ``--precision`` and ``--onnx FILE`` (the exported file; alone it implies
-    ``--runtime onnxruntime``)."""
-    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
-                        help="inference runtime (default: torch, or onnxruntime with --onnx)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="inference precision (default auto: torch fp32, onnxruntime the file's, openvino "
-                             "bf16 where the CPU has native bf16; int8 for a quantised file; logged)")
-    parser.add_argument("--onnx", "--model-file", dest="onnx", default="", metavar="FILE",
-                        help="a file written by `cdnet-reid export` (.onnx fp32 or int8; for --runtime openvino "
-                             "also an .xml IR or *_openvino_model folder; --model-file is the same flag)")
+    """``--runtime``, ``--precision`` and ``--onnx`` / ``--model-file``
+    (:func:`~cdnet_reid.engine.defaults.add_runtime_arguments`)."""
+    add_runtime_arguments(parser)
 
 
 def model_options(args) -> dict:

@@ -81,6 +81,20 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
+def add_runtime_arguments(parser, prefix: str = "") -> None:
+    """``--runtime`` (torch: the checkpoint MODEL.WEIGHTS; onnxruntime, openvino: an exported
+    file), ``--precision`` and ``--onnx FILE`` / ``--model-file FILE`` (the exported file; alone it
+    implies ``--runtime onnxruntime``); ``prefix`` starts every help text."""
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help=prefix + "inference runtime (default: torch, or onnxruntime with --onnx)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help=prefix + "inference precision (default auto: torch fp32, onnxruntime the file's, "
+                             "openvino bf16 where the CPU has native bf16; int8 for a quantised file; logged)")
+    parser.add_argument("--onnx", "--model-file", dest="onnx", default="", metavar="FILE",
+                        help=prefix + "a file written by `cdnet-reid export` (.onnx fp32 or int8; for --runtime "
+                             "openvino also an .xml IR or *_openvino_model folder; --model-file is the same flag)")
+
+
 def default_argument_parser(description: str = "cdnet-reid training and evaluation",
                             prog: str | None = None, epilog: str | None = None) -> argparse.ArgumentParser:
     """The CLI of ``tools/train_net.py`` (and of every project's ``train_net.py``)."""
@@ -100,15 +114,7 @@ def default_argument_parser(description: str = "cdnet-reid training and evaluati
                    help="with --resume: continue even though config keys that change the model or "
                         "the data stream differ from the checkpoint's")
     p.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
-    p.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="evaluation only: the inference runtime (default torch; onnxruntime and openvino "
-                        "run --onnx FILE)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="evaluation only: the inference precision (default auto: torch fp32, openvino bf16 "
-                        "where the CPU has native bf16; int8 for a quantised file)")
-    p.add_argument("--onnx", "--model-file", dest="onnx", default="", metavar="FILE",
-                   help="evaluation only: a file written by `cdnet-reid export` (.onnx; for openvino also .xml "
-                        "or a *_openvino_model folder; --model-file is the same flag)")
+    add_runtime_arguments(p, prefix="evaluation only: ")
     p.add_argument("--num-gpus", type=int, default=1,
                    help="processes per machine (GPUs; gloo CPU processes when there is no GPU)")
     p.add_argument("--num-machines", type=int, default=1)
