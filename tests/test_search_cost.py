@@ -43,7 +43,7 @@ def test_cost_penalty_gradient_matches_finite_differences():
     losses = {}
     (grad,) = term.add_to_grads([base.clone()], [alphas], losses)  # what the architecture step adds
     grad = grad - base
-    assert float(losses["loss_cost"]) == pytest.approx(1.7 * (float(term.expected(alphas)) / 2.0 - 1))
+    assert float(losses["loss_cost"]) == pytest.approx(1.7 * (float(term.expected(alphas.detach())) / 2.0 - 1))
     eps, fd = 1e-6, torch.zeros_like(alphas)
     with torch.no_grad():
         for i in range(3):
@@ -62,7 +62,7 @@ def test_cost_penalty_gradient_matches_finite_differences():
     # mode "target": below the budget the penalty pulls E[cost] up, with the opposite gradient
     up = CostTerm("macs", fixed=0.7, costs=costs, target=100.0, weight=1.7, mode="target")
     (pull,) = up.add_to_grads([torch.zeros_like(base)], [alphas], {})
-    assert float(up(alphas).detach()) == pytest.approx(1.7 * (1 - float(up.expected(alphas)) / 100.0))
+    assert float(up(alphas).detach()) == pytest.approx(1.7 * (1 - float(up.expected(alphas.detach())) / 100.0))
     above = CostTerm("macs", fixed=0.7, costs=costs, target=2.0, weight=1.7, mode="target")
     (push,) = above.add_to_grads([torch.zeros_like(base)], [alphas], {})
     assert torch.allclose(push, grad) and torch.allclose(pull, -grad * 2.0 / 100.0)
