@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigError
 from ..modeling import build_model
-from ..modeling.space.genotype import CANDIDATES, Genotype, op_name, random_genotype, save_genotype
+from ..modeling.space.genotype import CANDIDATES, Genotype, load_genotype, op_name, random_genotype
 from ..modeling.space.ops import DownSample, build_block, init_weights
 from ..utils.complexity import conv_linear_macs, inference_parameters, mac_analysis
 from ..utils.env import cpu_name
@@ -422,24 +422,18 @@ SEARCHED_BACKBONE = {"cdnet": "CDNet", "cnet": "CNet"}
 def searched_network(cfg, genotype: Genotype) -> nn.Module:
     """The network of the table's config with ``genotype`` fixed: the space's searched backbone
     (``SEARCHED_BACKBONE``) with the config's widths, stages, head and input; eval, on the CPU."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "genotype.json")
-        save_genotype(genotype, path)
-        c = cfg.clone()
-        c.defrost()
-        c.MODEL.DEVICE = "cpu"
-        c.MODEL.BACKBONE.NAME = SEARCHED_BACKBONE[genotype.space]
-        c.MODEL.BACKBONE.GENOTYPE = path
-        if c.MODEL.HEADS.NUM_CLASSES == 0:
-            c.MODEL.HEADS.NUM_CLASSES = 1  # the classifier does not run in eval mode
-        return build_model(c).eval()
+    c = cfg.clone()
+    c.defrost()
+    c.MODEL.DEVICE = "cpu"
+    c.MODEL.BACKBONE.NAME = SEARCHED_BACKBONE[genotype.space]
+    if c.MODEL.HEADS.NUM_CLASSES == 0:
+        c.MODEL.HEADS.NUM_CLASSES = 1  # the classifier does not run in eval mode
+    return build_model(c, stored={"genotype": genotype.to_dict()}).eval()
 
 
 def calibration_genotypes(space: str, num_layers: int, count: int) -> list[Genotype]:
     """The genotypes a latency table is calibrated on: the paper's (``<space>_top2``, when it has
     ``num_layers`` layers) and uniform random ones (seeds 1, 2, ...), ``count`` in all."""
-    from ..modeling.space.genotype import load_genotype
-
     paper = load_genotype(f"{space}_top2")
     picks = [paper] if len(paper.layers) == num_layers else []
     seed = 1
