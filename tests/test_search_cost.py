@@ -99,6 +99,41 @@ def test_table_predicts_the_measured_macs_and_params_of_a_genotype(tiny_table, t
     assert genotype_cost(table, geno, "params") == inference_parameters(model, x)
 
 
+def test_a_budget_relative_to_a_reference_genotype_is_that_fraction_of_its_predicted_cost(tiny_table, tmp_path):
+    from cdnet_reid.search.cost import build_cost_term
+    from cdnet_reid.search.supernet import Supernet
+
+    cfg, table = tiny_table
+    supernet = next(m for m in build_model(cfg).modules() if isinstance(m, Supernet))
+    ref_macs = genotype_cost(table, load_genotype("cnet_top2"), "macs")
+    c = cfg.clone()
+    c.merge_from_list(["SEARCH.COST.KIND", "macs", "SEARCH.COST.REFERENCE", "cnet_top2", "SEARCH.COST.TARGET", "0.9"])
+    term = build_cost_term(c, supernet)
+    assert term.target == pytest.approx(0.9 * ref_macs)
+    record = term.record(load_genotype("cnet_top2"))
+    assert record["reference"] == "cnet_top2" and record["fraction"] == 0.9
+    assert record["predicted"] == pytest.approx(ref_macs)
+    geno = load_genotype("cnet_top2")
+    geno.cost = record
+    from cdnet_reid.modeling.space import save_genotype
+
+    save_genotype(geno, str(tmp_path / "g.json"))  # the record passes the genotype file's check
+    assert load_genotype(str(tmp_path / "g.json")).cost == record
+    fixed, costs = cost_matrix(table, "macs")
+    too_low = (fixed + sum(map(min, costs))) / ref_macs * 0.99
+    for kv, match in ((["SEARCH.COST.TARGET", str(too_low)], "below the cheapest network"),
+                      (["SEARCH.COST.REFERENCE", "cdnet_top2"], "REFERENCE cdnet_top2: a 6-layer cdnet genotype"),
+                      (["SEARCH.COST.REFERENCE", str(tmp_path / "missing.json")], "missing.json")):
+        bad = c.clone()
+        bad.merge_from_list(kv)
+        with pytest.raises(ConfigError, match=match):
+            build_cost_term(bad, supernet)
+    off = cfg.clone()
+    off.merge_from_list(["SEARCH.COST.REFERENCE", "cnet_top2"])
+    with pytest.raises(ConfigError, match="REFERENCE is set"):
+        check_cost_config(off)
+
+
 def _search(cfg):
     seed_all_rng(cfg.SEED)
     trainer = SearchTrainer(cfg)

@@ -5,6 +5,7 @@ and the tool end to end with ``--quick`` (tables consistent with the runs, resum
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,35 @@ def test_alpha_score_is_the_log_probability_of_the_genotype():
     assert alpha_score(alphas, [4, 0, 0, 0, 0, 0]) == pytest.approx(math.log(3 / 14) + 5 * math.log(1 / 12))
 
 
+def test_cost_matched_genotypes_are_uniform_draws_within_the_tolerance():
+    from cdnet_reid.config import ConfigError
+    from cdnet_reid.modeling.space.genotype import random_genotype
+    from cdnet_reid.search.matched import cost_matched_genotypes
+
+    costs = [[1.0 + l + 0.5 * j for j in range(6)] for l in range(6)]  # 6 cnet layers x 6 candidates
+    table = {"space": "cnet", "fixed": {"macs": 10.0},
+             "layers": [{"candidates": [{"macs": c} for c in row]} for row in costs]}
+
+    def cost(g):
+        return 10.0 + sum(costs[l][j] for l, j in enumerate(g.ops))
+
+    first = random_genotype("cnet", 1, 6)
+    picks = cost_matched_genotypes(table, "macs", 38.0, 5, tolerance=0.02, exclude=[first.layers])
+    assert len(picks) == 5 and len({tuple(map(tuple, g.layers)) for g in picks}) == 5
+    for g in picks:
+        assert abs(cost(g) / 38.0 - 1) <= 0.02 and g.meta["predicted"] == pytest.approx(cost(g))
+        assert random_genotype("cnet", g.meta["seed"], 6).layers == g.layers  # the seed reproduces it
+        assert g.layers != first.layers
+    seeds = [g.meta["seed"] for g in picks]
+    assert seeds == sorted(seeds)  # the first draws that match, in order
+    skipped = [s for s in range(1, seeds[-1]) if s not in seeds]
+    assert all(abs(cost(random_genotype("cnet", s, 6)) / 38.0 - 1) > 0.02
+               or random_genotype("cnet", s, 6).layers == first.layers for s in skipped)
+    assert cost_matched_genotypes(table, "macs", 38.0, 5, tolerance=0.02, exclude=[first.layers]) == picks
+    with pytest.raises(ConfigError, match="within 1% of macs 5"):
+        cost_matched_genotypes(table, "macs", 5.0, 1, tolerance=0.01, max_draws=2000)
+
+
 # ---------------------------------------------------------------------------------- the tool
 @pytest.mark.parametrize("argv,expected", [
     (["--train-seeds"], "--train-seeds"),
@@ -103,6 +133,9 @@ def test_alpha_score_is_the_log_probability_of_the_genotype():
     (["--paper", "no_such_genotype"], "no_such_genotype"),
     (["--search-seeds", "0", "0"], "twice"),
     (["--search-seeds", "--random-seeds", "1"], "no searched genotype"),
+    (["--budgets", "0"], "--budgets"),
+    (["--budgets", "0.8", "--cost-table", "no_such_table.json"], "no_such_table.json"),
+    (["--budgets", "0.8", "--match-tolerance", "1.5"], "--match-tolerance"),
 ])
 def test_bad_input_is_one_error_line_before_any_step(argv, expected, tmp_path, capsys):
     rc = cli.main(["search-pipeline", "--quick", "--output-dir", str(tmp_path / "p"), *argv])
@@ -166,3 +199,45 @@ def test_quick_protocol_end_to_end_and_resume(tmp_path, data_root):
     assert {p: p.stat().st_mtime_ns for p in finals} == before
     again = json.loads((out / "results.json").read_text())
     assert [g["runs"] for g in again["genotypes"]] == [g["runs"] for g in genos]
+
+
+@pytest.mark.slow
+def test_quick_budget_protocol_trains_each_budget_network_beside_random_ones_of_its_cost(tmp_path, data_root):
+    """``--budgets``: a latency table measured first, a search for 90 % of the paper's latency
+    (relative to it), random genotypes of its predicted latency, every one trained; the budget
+    table and the "budget - matched random" interval agree with the runs."""
+    from cdnet_reid.modeling.space.genotype import load_genotype
+    from cdnet_reid.search.cost_table import genotype_cost, load_cost_table
+
+    out = tmp_path / "b"
+    stdout = _quick(out, data_root, "--search-seeds", "--random-seeds", "--budgets", "0.9", "--matched-random", "2",
+                    "--train-seeds", "0")
+    assert "[1/6] latency table" in stdout and "[6/6]" in stdout  # table, search, 4 trainings
+    table = load_cost_table(str(out / "latency_table" / "table.json"), "latency")
+    assert table["latency_calibration"]["scale"] > 0 and table["input_size"] == [32, 16]
+    res = json.loads((out / "results.json").read_text())
+    genos = {g["name"]: g for g in res["genotypes"]}
+    assert [g["group"] for g in res["genotypes"]] == ["paper", "budget", "matched random", "matched random"]
+    budget = load_genotype(str(out / "search_budget90_seed0" / "genotype_final.json"))
+    paper_ms = genotype_cost(table, load_genotype("cdnet_top2"), "latency")
+    assert budget.cost["reference"] == "cdnet_top2" and budget.cost["fraction"] == 0.9
+    assert budget.cost["target"] == pytest.approx(0.9 * paper_ms) and budget.cost["mode"] == "target"
+    own = genotype_cost(table, budget, "latency")
+    matched = [g for g in res["genotypes"] if g["group"] == "matched random"]
+    for g in matched:
+        drawn = load_genotype(g["genotype"])
+        assert abs(genotype_cost(table, drawn, "latency") / own - 1) <= 0.05
+        assert drawn.meta["matched_to"] == "budget90_seed0" and drawn.layers != budget.layers
+    (row,) = res["budgets"]
+    assert row["predicted_vs_paper"] == pytest.approx(own / paper_ms)
+    measured = genos["budget90_seed0"]["latency_ms"] / genos["paper"]["latency_ms"]
+    assert row["measured_vs_paper"] == pytest.approx(measured)
+    assert row["matched_mAP"] == pytest.approx(np.mean([g["runs"][0]["mAP"] for g in matched]))
+    (ci,) = res["intervals"]
+    assert ci["difference"] == "budget - matched random"
+    assert ci["estimate"] == pytest.approx(genos["budget90_seed0"]["runs"][0]["mAP"] - row["matched_mAP"])
+    assert re.search(r"\| budget90_seed0 +\| 90% +\|", (out / "results.md").read_text())
+    assert {s["name"] for s in res["supernets"]} == {"search_budget90_seed0"}
+    stdout = _quick(out, data_root, "--search-seeds", "--random-seeds", "--budgets", "0.9", "--matched-random", "2",
+                    "--train-seeds", "0", "--resume")
+    assert stdout.count("read back") == 6

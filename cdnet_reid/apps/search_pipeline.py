@@ -25,8 +25,29 @@ Steps, each a ``cdnet-reid train`` subprocess with its own folder under ``--outp
    selection on the test set). The trainings run seed by seed (all genotypes with the first seed,
    then the next), so an interrupted protocol has complete comparisons for the seeds it finished.
 
+With ``--budgets F ...`` (fractions of the paper genotype's latency, e.g. ``0.6 0.8``) the protocol
+also asks whether a search for a budget beats random networks that fit the same budget:
+
+0. ``latency_table/``: ``cdnet-reid latency-table`` of ``--search-config`` (torch, batch 1, every
+   CPU, calibrated on whole networks), run alone before anything else; or ``--cost-table FILE``.
+4. ``search_budget{100F}_seed{S}/``, one per budget and ``--budget-seeds`` (default: the first search
+   seed): the search with ``SEARCH.COST.KIND latency``, that table, ``SEARCH.COST.REFERENCE`` the
+   paper's genotype, ``SEARCH.COST.TARGET F`` and ``SEARCH.COST.MODE target``: a budget relative to
+   the paper's network as the same table predicts it, so it survives the machine's speed drift.
+   Its genotype is ``budget{100F}_seed{S}`` (group ``budget``).
+5. ``genotypes/matched_<budget genotype>_seed{N}.json``: ``--matched-random`` (default 2) uniform
+   random genotypes per budget genotype whose predicted latency is within ``--match-tolerance``
+   (default 5 %) of its own (:mod:`cdnet_reid.search.matched`; group ``matched random``), trained
+   like every other genotype.
+
+The results then add, per budget, its genotype's latency predicted and measured relative to the
+paper's, its mean mAP against that of its matched random genotypes, the interval of "budget minus
+matched random" mean mAP, and a dotted line per budget in the picture. Run with ``--resume`` into
+the folder of an earlier protocol, only the new steps run.
+
 Then, without subprocesses: parameters and MACs of every genotype at the test size, its latency
-(batch 1, torch, this CPU; ``--no-latency`` skips it), and for every supernet (search) the two
+(batch 1, torch, this CPU, every network timed round-robin in one process so that their ratios
+hold while the machine's speed drifts; ``--no-latency`` skips it), and for every supernet (search) the two
 scores of :mod:`cdnet_reid.search.subnet` per genotype: Σ log softmax(α) of its candidates and the
 loss of its sub-network on the search's architecture split, with Kendall's τ-b against the trained
 mean mAP (positive: the supernet ranks like training; the loss enters as -loss).
@@ -70,8 +91,9 @@ from ..config.packaged import resolve_config_file
 from ..utils.file_io import atomic_write
 from .args import add_output_dir, tool_parser
 
-#: A training step: ``cdnet-reid train`` in its own process (works from a clone or a wheel).
-TRAIN = [sys.executable, "-m", "cdnet_reid.cli", "train"]
+#: A step: a ``cdnet-reid`` command in its own process (works from a clone or a wheel).
+CLI = [sys.executable, "-m", "cdnet_reid.cli"]
+TRAIN = [*CLI, "train"]
 
 DEFAULTS = {"search_seeds": [0, 1], "random_seeds": [1, 2, 3, 4], "train_seeds": [0, 1, 2], "epochs": 10,
             "milestone": 8}
@@ -81,12 +103,14 @@ _TINY = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST"
          "SOLVER.ITERS_PER_EPOCH", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.IMS_PER_BATCH", "64"]
 QUICK_SEARCH_OPTS = [*_TINY, "SOLVER.MAX_EPOCH", "1"]
 QUICK_TRAIN_OPTS = [*_TINY, "SOLVER.WARMUP_ITERS", "0"]
+QUICK_TABLE_ARGS = ["--warmup", "0", "--runs", "1", "--iters", "1", "--calibrate", "2"]
 STEP_FILE = "step.json"
 
 
 def _child_env(jobs: int) -> dict:
     """The environment of a step: this package importable whether installed or run from a clone;
-    ``OMP_NUM_THREADS`` (when not set) the CPUs shared out between ``jobs`` parallel steps."""
+    ``OMP_NUM_THREADS`` (when not set) the CPUs shared out between ``jobs`` parallel steps (a step
+    that runs alone, ``jobs`` 1, gets them all)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.environ.get("PYTHONPATH", "")
     env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
@@ -154,14 +178,16 @@ class Steps:
             return False
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
-        if stored.get("cmd") != record["cmd"]:
+        if stored.get("cmd") != record["cmd"] or stored.get("command") != record.get("command"):
             return False
         self.seconds[step.name] = stored.get("seconds", 0.0)
         return True
 
     def run(self, step: Step, head: str) -> bool:
         """Run ``step`` (its log next to its folder); False when it finished earlier (read back)."""
-        record = {"cmd": step.cmd[len(TRAIN):]}
+        record = {"cmd": step.cmd[len(TRAIN):]}  # after "cdnet-reid train" (or another command, named)
+        if step.cmd[len(CLI)] != TRAIN[-1]:
+            record["command"] = step.cmd[len(CLI)]
         if self._read_back(step, record):
             with self.lock:
                 self.left[step.kind] -= 1
@@ -173,10 +199,11 @@ class Steps:
         t0 = time.perf_counter()
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"$ cdnet-reid {' '.join(step.cmd[len(TRAIN) - 1:] + self.flag)}\n")
+            flag = self.flag if step.kind != "table" else []
+            log.write(f"$ cdnet-reid {' '.join(step.cmd[len(CLI):] + flag)}\n")
             log.flush()
-            proc = subprocess.run(step.cmd + self.flag, stdout=log, stderr=subprocess.STDOUT,
-                                  env=_child_env(self.jobs))
+            proc = subprocess.run(step.cmd + flag, stdout=log, stderr=subprocess.STDOUT,
+                                  env=_child_env(1 if step.kind == "table" else self.jobs))
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0:
             with open(log_path, encoding="utf-8", errors="replace") as f:
@@ -206,29 +233,44 @@ def final_metrics(output_dir: str, dataset: str) -> dict:
     return out
 
 
-def complexity(output_dir: str, latency: bool) -> dict:
-    """Parameters (total, backbone, used at inference), conv + linear MACs and (``latency``) the
-    torch latency at batch 1 at the test size of the model in ``output_dir/model_final.pth``."""
+def load_trained(output_dir: str):
+    """``(model, image)``: the network in ``output_dir/model_final.pth`` (eval, CPU) and a random image
+    of its test size."""
     import torch
 
     from ..config import get_cfg
     from ..modeling import load_model
-    from ..search.cost_table import measure_latency_ms
-    from ..utils.complexity import conv_linear_macs, count_parameters, inference_parameters, mac_analysis
 
     cfg = get_cfg()
     cfg.merge_from_file(os.path.join(output_dir, "config.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = os.path.join(output_dir, "model_final.pth")
     cfg.freeze()
-    model = load_model(cfg)[0]
+    model = load_model(cfg)[0].eval()
     h, w = cfg.INPUT.SIZE_TEST
-    x = torch.rand(1, 3, h, w) * 255
+    return model, torch.rand(1, 3, h, w) * 255
+
+
+def complexity(model, x) -> dict:
+    """Parameters (total, backbone, used at inference) and conv + linear MACs of ``model`` on ``x``."""
+    from ..utils.complexity import conv_linear_macs, count_parameters, inference_parameters, mac_analysis
+
     return {"params": count_parameters(model), "backbone_params": count_parameters(model.backbone),
             "inference_params": inference_parameters(model, x),
             "macs": conv_linear_macs(mac_analysis(model, x)),
-            "latency_ms": measure_latency_ms(model, x) if latency else None,
             "layers": [list(e) for e in model.backbone.genotype.layers]}
+
+
+def measure_latencies(models: Sequence[tuple]) -> list[float]:
+    """Milliseconds per image (torch, batch 1, this process's threads) of every ``(model, image)``,
+    timed round-robin in one process (run r of every network, then run r + 1) so that a drift of
+    the machine's speed affects them alike and their ratios hold."""
+    import torch
+
+    from ..search.cost_table import make_timer, time_round_robin
+
+    timers = [make_timer("torch", m, (x,), "", torch.get_num_threads()) for m, x in models]
+    return [s * 1000.0 for s in time_round_robin(timers, warmup=5, runs=9, iters=10)]
 
 
 def _parse(argv, prog):
@@ -250,6 +292,18 @@ def _parse(argv, prog):
     parser.add_argument("--paper", default="", help="the paper's genotype (default: cdnet_top2 / cnet_top2)")
     parser.add_argument("--search-genotype", nargs="*", default=[], metavar="FILE",
                         help="use these genotype files instead of searching")
+    parser.add_argument("--budgets", type=float, nargs="*", default=[], metavar="F",
+                        help="also search for these latency budgets, fractions of the paper genotype's latency "
+                             "(e.g. 0.6 0.8), and train each searched network beside random ones of its cost")
+    parser.add_argument("--budget-seeds", type=int, nargs="*",
+                        help="SEED of each budget search (default: the first --search-seeds, else 0)")
+    parser.add_argument("--cost-table", default="", metavar="FILE",
+                        help="the latency table of the budget searches (default: measured first, "
+                             "cdnet-reid latency-table on the search config, into latency_table/)")
+    parser.add_argument("--matched-random", type=int, default=2, metavar="K",
+                        help="random genotypes per budget-searched one, of its predicted latency (default 2)")
+    parser.add_argument("--match-tolerance", type=float, default=0.05,
+                        help="how close a matched random genotype's predicted latency is (relative, default 0.05)")
     parser.add_argument("--ci-level", type=float, default=0.95, help="bootstrap interval level; 0: none")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
     parser.add_argument("--ci-seed", type=int, default=0, help="RNG seed of the bootstrap")
@@ -273,6 +327,8 @@ def _parse(argv, prog):
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.budget_seeds is None:
+        args.budget_seeds = args.search_seeds[:1] or [0]
     if args.quick:
         args.search_opts = QUICK_SEARCH_OPTS + args.search_opts
         args.train_opts = QUICK_TRAIN_OPTS + args.train_opts
@@ -295,13 +351,22 @@ def check_args(args) -> str:
                         ("--train-seeds", args.train_seeds)):
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"{flag} {seeds}: a seed given twice")
-    if not args.search_seeds and not args.search_genotype:
-        raise ConfigError("no searched genotype: give --search-seeds or --search-genotype")
+    if not args.search_seeds and not args.search_genotype and not args.budgets:
+        raise ConfigError("no searched genotype: give --search-seeds, --search-genotype or --budgets")
     if args.ci_level and not 0 < args.ci_level < 1:
         raise ConfigError(f"--ci-level must be in (0, 1) or 0 (no interval), got {args.ci_level}")
-    if args.ci_level and not args.random_seeds:
+    if args.ci_level and not (args.random_seeds or args.budgets and args.matched_random):
         raise ConfigError("the interval 'searched minus random' needs random genotypes: give --random-seeds "
                           "or --ci-level 0")
+    if len(set(args.budgets)) != len(args.budgets) or any(not f > 0 for f in args.budgets):
+        raise ConfigError(f"--budgets {args.budgets}: fractions > 0 of the paper's latency, each once")
+    if args.budgets and (not args.budget_seeds or len(set(args.budget_seeds)) != len(args.budget_seeds)):
+        raise ConfigError(f"--budget-seeds {args.budget_seeds}: at least one, each once")
+    if args.matched_random < 0 or not 0 < args.match_tolerance < 1:
+        raise ConfigError(f"--matched-random must be >= 0 and --match-tolerance in (0, 1), got "
+                          f"{args.matched_random} and {args.match_tolerance}")
+    if args.cost_table and not os.path.isfile(args.cost_table):
+        raise ConfigError(f"--cost-table {args.cost_table}: no such file")
     if args.resamples < 1:
         raise ConfigError(f"--resamples must be >= 1, got {args.resamples}")
     for flag_name in ("search_config", "train_config"):
@@ -322,7 +387,27 @@ def check_args(args) -> str:
     paper = load_genotype(args.paper)  # GenotypeError (a ConfigError) for an unknown name or a bad file
     if paper.space != space:
         raise ConfigError(f"--paper {args.paper} is a {paper.space} genotype; the search is over {space}")
+    if args.budgets and args.cost_table:
+        check_table(args.cost_table, paper, args.budgets)
     return space
+
+
+def check_table(path: str, paper, budgets: Sequence[float]) -> dict:
+    """The latency table at ``path``, checked against the paper's genotype (space, layers) and the
+    budgets (none below the cheapest network of the space); :class:`ConfigError` names the problem."""
+    from ..search.cost_table import cost_matrix, genotype_cost, load_cost_table
+
+    table = load_cost_table(path, "latency")  # CostTableError (a ConfigError) names the file and key
+    if table["space"] != paper.space or len(table["layers"]) != len(paper.layers):
+        raise ConfigError(f"--cost-table {path}: a table of {len(table['layers'])} {table['space']} layers; the search "
+                          f"is over {len(paper.layers)} {paper.space} layers")
+    fixed, costs = cost_matrix(table, "latency")
+    floor = (fixed + sum(min(row) for row in costs)) / genotype_cost(table, paper, "latency")
+    low = [f for f in budgets if f < floor]
+    if low:
+        raise ConfigError(f"--budgets {low[0]:g}: below the cheapest network of the space ({floor:.3f} of the paper's "
+                          f"latency by {path})")
+    return table
 
 
 def train_recipe(args) -> tuple[list[str], str, str]:
@@ -356,6 +441,11 @@ def describe(config: str, opts: Sequence[str]) -> str:
     return f"{os.path.basename(config)} at {h}x{w}, width {cfg.MODEL.BACKBONE.WIDTH_MULT:g}"
 
 
+def budget_name(fraction: float) -> str:
+    """``budget60`` for 0.6: the genotype name of a search for a fraction of the paper's latency."""
+    return f"budget{fraction * 100:g}"
+
+
 def run_protocol(args, space: str) -> dict:
     """All the steps and the analysis; returns what results.json holds."""
     import torch
@@ -368,9 +458,23 @@ def run_protocol(args, space: str) -> dict:
     flag = ["--resume"] if args.resume else ["--overwrite"] if args.overwrite else []
     recipe, dataset, recipe_text = train_recipe(args)
     searches = [] if args.search_genotype else list(args.search_seeds)
-    n_genotypes = (len(args.search_genotype) or len(searches)) + 1 + len(args.random_seeds)
-    steps = Steps(["search"] * len(searches) + ["train"] * n_genotypes * len(args.train_seeds), flag,
-                  args.resume, args.jobs)
+    budget_searches = [(f, s) for f in args.budgets for s in args.budget_seeds]
+    n_searched = len(args.search_genotype) or len(searches)
+    n_genotypes = n_searched + 1 + len(args.random_seeds) + len(budget_searches) * (1 + args.matched_random)
+    table_steps = 1 if args.budgets and not args.cost_table else 0
+    steps = Steps(["table"] * table_steps + ["search"] * (len(searches) + len(budget_searches))
+                  + ["train"] * n_genotypes * len(args.train_seeds), flag, args.resume, args.jobs)
+
+    table_path = os.path.abspath(args.cost_table) if args.cost_table else os.path.join(out, "latency_table",
+                                                                                      "table.json")
+    if table_steps:  # alone, with every CPU: the budgets are fractions of what it measures
+        folder = os.path.dirname(table_path)
+        steps.run_all([Step("table", "latency table", [*CLI, "latency-table", "--config-file", args.search_config,
+                                                       "--output", table_path, "--genotype", args.paper,
+                                                       "--threads", str(torch.get_num_threads()),
+                                                       *(QUICK_TABLE_ARGS if args.quick else []), *args.search_opts],
+                            folder)])
+    table = check_table(table_path, load_genotype(args.paper), args.budgets) if args.budgets else None
 
     genotypes, supernet_dirs, todo = [], [], []  # (name, group, path); (name, search folder); steps
     for s in searches:
@@ -385,16 +489,29 @@ def run_protocol(args, space: str) -> dict:
         if os.path.isfile(os.path.join(folder, "model_final.pth")) and os.path.isfile(os.path.join(folder,
                                                                                                    "config.yaml")):
             supernet_dirs.append((f"searched_{i}", folder))
+    budgeted = []  # (name, fraction, genotype path)
+    for f, s in budget_searches:
+        name = f"{budget_name(f)}_seed{s}"
+        folder = os.path.join(out, f"search_{name}")
+        todo.append(Step("search", f"search {name} ({f:g} x the paper's latency)",
+                         [*TRAIN, "--config-file", args.search_config, "OUTPUT_DIR", folder, "SEED", str(s),
+                          *args.search_opts, "SEARCH.COST.KIND", "latency", "SEARCH.COST.TABLE", table_path,
+                          "SEARCH.COST.REFERENCE", args.paper, "SEARCH.COST.TARGET", f"{f:g}",
+                          "SEARCH.COST.MODE", "target"], folder))
+        budgeted.append((name, f, os.path.join(folder, "genotype_final.json")))
+        supernet_dirs.append((f"search_{name}", folder))
     steps.run_all(todo)
     for g in genotypes:
         if load_genotype(g[2]).space != space:
             raise ConfigError(f"{g[2]}: not a {space} genotype")
     genotypes.append(("paper", "paper", args.paper))
-    num_layers = len(load_genotype(genotypes[0][2]).layers)
+    num_layers = len(load_genotype(args.paper).layers)
     for s in args.random_seeds:
         path = os.path.join(out, "genotypes", f"random_seed{s}.json")
         save_genotype(random_genotype(space, s, num_layers), path)
         genotypes.append((f"random_seed{s}", "random", path))
+    genotypes += [(name, "budget", path) for name, _, path in budgeted]
+    genotypes += matched_genotypes(budgeted, genotypes, table, args, out)
 
     extra = ["MODEL.BACKBONE.NAME", "CNet"] if space == "cnet" else []
     todo = [Step("train", f"train {name} seed {t}",
@@ -409,17 +526,76 @@ def run_protocol(args, space: str) -> dict:
             folder = os.path.join(out, f"train_{name}", f"train_seed{t}")
             runs[name].append({"seed": t, "dir": folder, **final_metrics(folder, dataset),
                                "seconds": round(steps.seconds[f"train {name} seed {t}"], 1)})
-    table = []
+    table_rows, models = [], []
     for name, group, path in genotypes:
-        comp = complexity(runs[name][0]["dir"], latency=not args.no_latency)
-        table.append({"name": name, "group": group, "genotype": path, **comp, "runs": runs[name]})
+        model, x = load_trained(runs[name][0]["dir"])
+        models.append((model, x))
+        row = {"name": name, "group": group, "genotype": path, **complexity(model, x), "latency_ms": None,
+               "runs": runs[name]}
+        if table is not None:
+            from ..search.cost_table import genotype_cost
+
+            row["predicted_ms"] = genotype_cost(table, load_genotype(path), "latency")
+        table_rows.append(row)
+    if not args.no_latency:
+        for row, ms in zip(table_rows, measure_latencies(models)):
+            row["latency_ms"] = ms
     return {"recipe": recipe_text, "dataset": dataset, "search": describe(args.search_config, args.search_opts),
             "search_opts": args.search_opts, "train_opts": args.train_opts,
-            "genotypes": table, "supernets": supernet_scores(supernet_dirs, table),
-            "intervals": intervals(table, args),
+            "genotypes": table_rows, "supernets": supernet_scores(supernet_dirs, table_rows),
+            "budgets": budget_summary(budgeted, table_rows, table, table_path),
+            "intervals": intervals(table_rows, args),
             "seconds": {k: round(v, 1) for k, v in steps.seconds.items()},
             "wall_seconds": round(time.perf_counter() - steps.start, 1), "jobs": args.jobs,
             "latency_threads": torch.get_num_threads()}
+
+
+def matched_genotypes(budgeted, genotypes, table, args, out) -> list[tuple[str, str, str]]:
+    """``--matched-random`` random genotypes per budget-searched one, of its predicted latency
+    (:func:`cdnet_reid.search.matched.cost_matched_genotypes`), saved in ``genotypes/``."""
+    from ..modeling.space.genotype import load_genotype, save_genotype
+    from ..search.cost_table import genotype_cost
+    from ..search.matched import cost_matched_genotypes
+
+    taken = [load_genotype(path).layers for _, _, path in genotypes]
+    picks = []
+    for name, _, path in budgeted:
+        cost = genotype_cost(table, load_genotype(path), "latency")
+        for g in cost_matched_genotypes(table, "latency", cost, args.matched_random,
+                                        tolerance=args.match_tolerance, exclude=taken):
+            g.meta["matched_to"] = name
+            taken.append(g.layers)
+            label = f"matched_{name}_seed{g.meta['seed']}"
+            file = os.path.join(out, "genotypes", f"{label}.json")
+            save_genotype(g, file)
+            picks.append((label, "matched random", file))
+    return picks
+
+
+def budget_summary(budgeted, rows, table, table_path) -> list[dict]:
+    """Per budget-searched genotype: the budget, the table's prediction, the latency measured beside
+    the paper's network, the mean mAP and that of its cost-matched random genotypes."""
+    if not budgeted:
+        return []
+    by_name = {r["name"]: r for r in rows}
+    paper = by_name["paper"]
+
+    def mean_map(r):
+        return sum(x["mAP"] for x in r["runs"]) / len(r["runs"])
+
+    out = []
+    for name, f, _ in budgeted:
+        r = by_name[name]
+        matched = [x for x in rows if x["group"] == "matched random" and x["name"].startswith(f"matched_{name}_")]
+        measured = None if r["latency_ms"] is None else r["latency_ms"] / paper["latency_ms"]
+        out.append({"name": name, "fraction": f, "table": table_path,
+                    "target_ms": f * paper["predicted_ms"], "predicted_ms": r["predicted_ms"],
+                    "predicted_vs_paper": r["predicted_ms"] / paper["predicted_ms"], "measured_vs_paper": measured,
+                    "mAP": mean_map(r), "matched": [x["name"] for x in matched],
+                    "matched_mAP": (sum(mean_map(x) for x in matched) / len(matched)) if matched else None,
+                    "matched_measured_vs_paper": [None if x["latency_ms"] is None
+                                                  else x["latency_ms"] / paper["latency_ms"] for x in matched]})
+    return out
 
 
 def supernet_scores(supernet_dirs, table) -> list[dict]:
@@ -443,19 +619,27 @@ def supernet_scores(supernet_dirs, table) -> list[dict]:
     return out
 
 
+#: The differences of group means the protocol gives an interval for (when both groups exist).
+DIFFERENCES = (("searched", "random"), ("paper", "random"), ("budget", "matched random"))
+
+
 def intervals(table, args) -> list[dict]:
-    """Bootstrap intervals of "searched minus random" and "paper minus random" mean mAP."""
+    """Bootstrap intervals of "searched minus random", "paper minus random" and "budget minus
+    matched random" mean mAP (each where both groups have genotypes)."""
     from ..search.protocol import bootstrap_difference
 
     if not args.ci_level:
         return []
-    groups = {k: [[r["mAP"] for r in g["runs"]] for g in table if g["group"] == k] for k in ("searched", "paper",
-                                                                                            "random")}
+    groups = {}
+    for g in table:
+        groups.setdefault(g["group"], []).append([r["mAP"] for r in g["runs"]])
     out = []
-    for a in ("searched", "paper"):
-        est, lo, hi = bootstrap_difference(groups[a], groups["random"], n_resamples=args.resamples,
+    for a, b in DIFFERENCES:
+        if not (groups.get(a) and groups.get(b)):
+            continue
+        est, lo, hi = bootstrap_difference(groups[a], groups[b], n_resamples=args.resamples,
                                            level=args.ci_level, seed=args.ci_seed)
-        out.append({"difference": f"{a} - random", "metric": "mAP", "estimate": est, "low": lo, "high": hi,
+        out.append({"difference": f"{a} - {b}", "metric": "mAP", "estimate": est, "low": lo, "high": hi,
                     "level": args.ci_level, "resamples": args.resamples, "seed": args.ci_seed,
                     "method": "two-level percentile bootstrap: genotypes, then training seeds within them, "
                               "with replacement"})
@@ -464,7 +648,7 @@ def intervals(table, args) -> list[dict]:
 
 def report(results: dict, out: str) -> str:
     """Print and write (results.md, results.json, protocol.png) the protocol's results."""
-    from ..search.protocol_report import genotype_table, group_table, plot_protocol, preference_table
+    from ..search.protocol_report import budget_table, genotype_table, group_table, plot_protocol, preference_table
 
     g = results["genotypes"]
     seeds = sorted({r["seed"] for x in g for r in x["runs"]})
@@ -476,6 +660,11 @@ def report(results: dict, out: str) -> str:
         parts += ["", f"{ci['difference']} (mean mAP): {ci['estimate']:+.1f} points, {ci['level']:.0%} interval "
                       f"[{ci['low']:+.1f}, {ci['high']:+.1f}] ({ci['method']}; {ci['resamples']} resamples, "
                       f"seed {ci['seed']})"]
+    if results.get("budgets"):
+        parts += ["", f"Searches for a latency budget (fractions of the paper genotype's latency; table "
+                      f"{results['budgets'][0]['table']}; measured: timed beside the paper's network in this "
+                      "process) and random genotypes of the same predicted latency", "",
+                  budget_table(results["budgets"])]
     if results["supernets"]:
         parts += ["", "What each supernet prefers (Kendall τ-b with trained mean mAP; the loss enters as -loss)", "",
                   preference_table(results["supernets"])]
@@ -485,7 +674,7 @@ def report(results: dict, out: str) -> str:
         f.write(text + "\n")
     with atomic_write(os.path.join(out, "results.json")) as f:
         json.dump({"note": note, **results}, f, indent=2)
-    plot_protocol(g, os.path.join(out, "protocol.png"),
+    plot_protocol(g, os.path.join(out, "protocol.png"), budgets=results.get("budgets") or (),
                   title=f"{results['dataset']}: trained mAP vs cost. Training: {results['recipe']}, seeds {seeds}. "
                         f"Search: {results['search']}")
     return text

@@ -1,8 +1,10 @@
 """Tables and the picture of a search-evaluation protocol (``cdnet-reid search-pipeline``).
 
 Input: ``genotypes``, a list of dicts with ``name``, ``group`` (``searched`` / ``paper`` /
-``random``), ``layers``, ``params``, ``macs``, ``latency_ms`` (or None) and ``runs``: one dict per
-training seed with ``seed``, ``mAP``, ``Rank-1`` (percent).
+``random`` / ``budget`` / ``matched random``), ``layers``, ``params``, ``macs``, ``latency_ms`` (or
+None), optionally ``predicted_ms`` (a latency table's prediction), and ``runs``: one dict per
+training seed with ``seed``, ``mAP``, ``Rank-1`` (percent). ``budgets``: the pipeline's
+per-budget summaries (:func:`budget_table`).
 
 matplotlib is imported lazily and drawn through its Agg canvas (no pyplot), as in ``search.plot``.
 """
@@ -15,10 +17,12 @@ from tabulate import tabulate
 from ..utils.file_io import atomic_write
 from .protocol import GroupStats, group_summary, summary
 
-__all__ = ["GROUPS", "genotype_table", "group_stats", "group_table", "plot_protocol", "preference_table"]
+__all__ = ["GROUPS", "budget_table", "genotype_table", "group_stats", "group_table", "plot_protocol",
+           "preference_table"]
 
 #: The groups, in table order, with their colours in the picture.
-GROUPS = {"searched": "tab:red", "paper": "tab:blue", "random": "tab:gray"}
+GROUPS = {"searched": "tab:red", "paper": "tab:blue", "random": "tab:gray", "budget": "tab:orange",
+          "matched random": "tab:green"}
 METRICS = ("mAP", "Rank-1")
 
 
@@ -53,19 +57,50 @@ def group_table(genotypes: Sequence[dict]) -> str:
     return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
 
 
+def _relative(g: dict, paper: dict | None, key: str) -> str:
+    if paper is None or g.get(key) is None or paper.get(key) is None:
+        return "–"
+    return f"{g[key] / paper[key]:.0%}"
+
+
 def genotype_table(genotypes: Sequence[dict]) -> str:
-    """One row per genotype: layers, cost, mAP / Rank-1 mean ± sd and min–max over its training seeds."""
+    """One row per genotype: layers, cost (latency also relative to the paper's genotype, measured
+    and, with a latency table, predicted), mAP / Rank-1 mean ± sd and min–max over its training seeds."""
+    paper = next((g for g in genotypes if g["group"] == "paper"), None)
+    predicted = any(g.get("predicted_ms") is not None for g in genotypes)
     rows = []
     for g in genotypes:
         cells = [g["name"], g["group"], _layers(g["layers"]), f"{g['params']:,}", f"{g['macs'] / 1e6:.1f}",
-                 "–" if g.get("latency_ms") is None else f"{g['latency_ms']:.2f}", str(len(g["runs"]))]
+                 "–" if g.get("latency_ms") is None else f"{g['latency_ms']:.2f}", _relative(g, paper, "latency_ms")]
+        if predicted:
+            cells.append(_relative(g, paper, "predicted_ms"))
+        cells.append(str(len(g["runs"])))
         for m in METRICS:
             values = [r[m] for r in g["runs"]]
             mean, sd = summary(values)
             cells += [f"{mean:.1f}", _sd(sd), f"{min(values):.1f}–{max(values):.1f}"]
         rows.append(cells)
-    headers = ["genotype", "group", "layers (k1 k2 r)", "params", "MMACs", "latency (ms)", "seeds",
+    headers = ["genotype", "group", "layers (k1 k2 r)", "params", "MMACs", "latency (ms)", "latency / paper's",
+               *(["predicted / paper's"] if predicted else []), "seeds",
                "mAP mean", "sd", "min–max", "Rank-1 mean", "sd", "min–max"]
+    return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
+
+
+def budget_table(budgets: Sequence[dict]) -> str:
+    """One row per budget search: the budget, its genotype's latency as the table predicts it and as
+    measured (both relative to the paper's genotype), how far the measured one is from the budget,
+    its mean mAP and the mean mAP of the random genotypes of its predicted latency."""
+    rows = []
+    for b in budgets:
+        m = b["measured_vs_paper"]
+        matched = [f"{x:.0%}" for x in b["matched_measured_vs_paper"] if x is not None]
+        rows.append([b["name"], f"{b['fraction']:.0%}", f"{b['predicted_vs_paper']:.1%}",
+                     "–" if m is None else f"{m:.1%}", "–" if m is None else f"{m / b['fraction'] - 1:+.1%}",
+                     f"{b['mAP']:.1f}", f"{len(b['matched'])} ({', '.join(matched) or '–'})",
+                     "–" if b["matched_mAP"] is None else f"{b['matched_mAP']:.1f}",
+                     "–" if b["matched_mAP"] is None else f"{b['mAP'] - b['matched_mAP']:+.1f}"])
+    headers = ["budget search", "budget (x paper)", "predicted", "measured", "measured vs budget", "mAP mean",
+               "matched random (measured)", "their mAP mean", "difference"]
     return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
 
 
@@ -80,7 +115,7 @@ def preference_table(supernets: Sequence[dict]) -> str:
     return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
 
 
-def _panel(ax, genotypes: Sequence[dict], key: str, scale: float, xlabel: str) -> None:
+def _panel(ax, genotypes: Sequence[dict], key: str, scale: float, xlabel: str, budgets: Sequence[dict] = ()) -> None:
     for group, colour in GROUPS.items():
         members = [g for g in genotypes if g["group"] == group and g.get(key) is not None]
         if not members:
@@ -92,15 +127,24 @@ def _panel(ax, genotypes: Sequence[dict], key: str, scale: float, xlabel: str) -
         ax.errorbar(xs, means, yerr=err, fmt="o", color=colour, ecolor=colour, capsize=3, label=group)
         for x, y, g in zip(xs, means, members):
             ax.annotate(g["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+    paper = next((g for g in genotypes if g["group"] == "paper"), None)
+    if key == "latency_ms" and paper is not None:  # each budget: that fraction of the paper's measured latency
+        for b in budgets:
+            x = b["fraction"] * paper[key] / scale
+            ax.axvline(x, color=GROUPS["budget"], linestyle=":", linewidth=1)
+            ax.annotate(f"budget {b['fraction']:.0%}", (x, 0), xycoords=("data", "axes fraction"), rotation=90,
+                        xytext=(2, 4), textcoords="offset points", fontsize=7, color=GROUPS["budget"])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("trained mAP (%), mean; bars: min–max over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
 
-def plot_protocol(genotypes: Sequence[dict], out_path: str, *, title: str) -> str:
+def plot_protocol(genotypes: Sequence[dict], out_path: str, *, title: str, budgets: Sequence[dict] = ()) -> str:
     """Trained mAP of every genotype (mean over its training seeds as the point, min–max as the bar)
-    against its MACs and, when measured, its latency; the groups coloured. Returns the path."""
+    against its MACs and, when measured, its latency (with a dotted line at every budget of
+    ``budgets``: its fraction of the paper genotype's measured latency); the groups coloured.
+    Returns the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -110,7 +154,7 @@ def plot_protocol(genotypes: Sequence[dict], out_path: str, *, title: str) -> st
     fig = Figure(figsize=(6.4 * len(panels), 4.8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     for i, (key, scale, xlabel) in enumerate(panels):
-        _panel(fig.add_subplot(1, len(panels), i + 1), genotypes, key, scale, xlabel)
+        _panel(fig.add_subplot(1, len(panels), i + 1), genotypes, key, scale, xlabel, budgets)
     fig.suptitle("\n".join(textwrap.wrap(title, 70 * len(panels))), fontsize=9)
     with atomic_write(out_path, "wb") as f:
         fig.savefig(f, format="png", dpi=fig.dpi)

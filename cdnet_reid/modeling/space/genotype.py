@@ -12,8 +12,10 @@ Two on-disk formats are read:
   ``alphas`` are the architecture logits the genotype was derived from (optional); ``meta`` is
   free-form (source, epoch, ...). Optional ``"cost"`` (written only by a search for a budget):
   ``{"kind": "latency" | "macs" | "params", "unit": str, "target": number, "predicted": number,
-  "expected": number (optional), "table": str | null}``: the budget, the cost the search's cost
-  table predicts for this genotype's network, E[cost] under softmax(alphas), and the table file.
+  "expected": number (optional), "table": str | null, "mode": "max" | "target", "reference": str,
+  "fraction": number (both optional)}``: the budget, the cost the search's cost table predicts for
+  this genotype's network, E[cost] under softmax(alphas), the table file, the penalty's mode and,
+  for a budget given relative to a genotype, that genotype and the fraction of its cost.
 * **the authors'** (``{"layers": [...], "alphas1": [...]}``, written as ``json.dumps(indent=4)``
   without a trailing newline), as shipped with the original code.
 
@@ -266,11 +268,18 @@ def validate_cost_record(cost: Any) -> None:
         v = cost.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
             raise GenotypeError(f"cost.{key}: {_show(v)} is not a finite number >= 0")
-    unknown = [k for k in cost if k not in ("kind", "unit", "target", "predicted", "expected", "table", "mode")]
+    unknown = [k for k in cost if k not in ("kind", "unit", "target", "predicted", "expected", "table", "mode",
+                                            "reference", "fraction")]
     if unknown:
         raise GenotypeError(f"cost: unknown key {_show(unknown[0])}")
     if cost.get("mode", "max") not in ("max", "target"):
         raise GenotypeError(f"cost.mode: {_show(cost.get('mode'))} is not 'max' or 'target'")
+    fraction = cost.get("fraction")
+    if ("reference" in cost or "fraction" in cost) and not (
+            isinstance(cost.get("reference"), str) and isinstance(fraction, (int, float))
+            and not isinstance(fraction, bool) and 0 < fraction < math.inf):
+        raise GenotypeError(f"cost: 'reference' must be a genotype name or file and 'fraction' a number > 0, "
+                            f"got {_show(cost)}")
     if not isinstance(cost.get("table"), (str, type(None))) or not isinstance(cost.get("unit", ""), str):
         raise GenotypeError(f"cost: 'table' and 'unit' must be strings, got {_show(cost)}")
 
