@@ -118,6 +118,14 @@ def _child_env(jobs: int) -> dict:
     return env
 
 
+class StepFailed(RuntimeError):
+    """A step's process exited with an error: the message, and the last lines of its log."""
+
+    def __init__(self, message: str, tail: str):
+        super().__init__(message)
+        self.tail = tail
+
+
 def _clock(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -199,16 +207,17 @@ class Steps:
         t0 = time.perf_counter()
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as log:
-            flag = self.flag if step.kind != "table" else []
-            log.write(f"$ cdnet-reid {' '.join(step.cmd[len(CLI):] + flag)}\n")
+            # train's --resume / --overwrite go before its KEY VALUE overrides, right after "train"
+            cmd = step.cmd if step.kind == "table" else [*step.cmd[:len(TRAIN)], *self.flag, *step.cmd[len(TRAIN):]]
+            log.write(f"$ cdnet-reid {' '.join(cmd[len(CLI):])}\n")
             log.flush()
-            proc = subprocess.run(step.cmd + flag, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
                                   env=_child_env(1 if step.kind == "table" else self.jobs))
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0:
             with open(log_path, encoding="utf-8", errors="replace") as f:
                 tail = "".join(f.readlines()[-20:])
-            raise RuntimeError(f"{step.name} failed (exit status {proc.returncode}); last lines of {log_path}:\n{tail}")
+            raise StepFailed(f"{step.name} failed (exit status {proc.returncode}); its output is in {log_path}", tail)
         with atomic_write(os.path.join(step.folder, STEP_FILE)) as f:
             json.dump({**record, "seconds": round(elapsed, 1)}, f)
         with self.lock:
@@ -683,7 +692,12 @@ def report(results: dict, out: str) -> str:
 def main(argv: Sequence[str] | None = None, prog: str | None = None):
     args = _parse(argv, prog)
     space = check_args(args)
-    results = run_protocol(args, space)
+    try:
+        results = run_protocol(args, space)
+    except StepFailed as e:  # the step's own last lines, then one error line; finished steps stay (--resume)
+        print(e.tail.rstrip(), file=sys.stderr)
+        print(f"error: {e} (rerun with --resume to continue: finished steps are read back)", file=sys.stderr)
+        raise SystemExit(1) from None
     report(results, os.path.abspath(args.output_dir))
     return results
 
