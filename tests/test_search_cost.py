@@ -279,7 +279,8 @@ def test_complexity_reports_the_measured_cost_of_a_budget_genotype(tiny_table, t
     cfg, table = tiny_table
     geno = load_genotype("cnet_top2")
     predicted = genotype_cost(table, geno, "macs")
-    geno.cost = {"kind": "macs", "unit": "MACs", "target": predicted * 2, "predicted": predicted, "table": None}
+    geno.cost = {"kind": "macs", "unit": "MACs", "target": predicted * 2, "predicted": predicted, "table": None,
+                 "reference": "cnet_top2", "fraction": 2.0}
     from cdnet_reid.modeling.space import save_genotype
 
     save_genotype(geno, str(tmp_path / "g.json"))
@@ -289,3 +290,4 @@ def test_complexity_reports_the_measured_cost_of_a_budget_genotype(tiny_table, t
     complexity(["--config-file", str(tmp_path / "c.yml")])
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("genotype searched for a budget")]
     assert len(line) == 1 and f"measured {predicted:.6g} here (50.0% of the target)" in line[0], line
+    assert f"target {predicted * 2:.6g} MACs (2 x cnet_top2's)" in line[0], line

@@ -67,6 +67,8 @@ def budget_line(budget: dict, model, x, analysis) -> str:
 
     measured = {"macs": lambda: conv_linear_macs(analysis), "params": lambda: inference_parameters(model, x),
                 "latency": lambda: measure_latency_ms(model, x)}[budget["kind"]]()
-    return (f"genotype searched for a budget: {budget['kind']} target {budget['target']:.6g} {budget.get('unit', '')}, "
+    of = f" ({budget['fraction']:g} x {budget['reference']}'s)" if budget.get("reference") else ""
+    return (f"genotype searched for a budget: {budget['kind']} target {budget['target']:.6g} "
+            f"{budget.get('unit', '')}{of}, "
             f"predicted {budget['predicted']:.6g} (table {budget.get('table') or 'of the search network'}), "
             f"measured {measured:.6g} here ({measured / budget['target']:.1%} of the target)")
