@@ -404,14 +404,13 @@ def check_args(args) -> str:
 def check_table(path: str, paper, budgets: Sequence[float]) -> dict:
     """The latency table at ``path``, checked against the paper's genotype (space, layers) and the
     budgets (none below the cheapest network of the space); :class:`ConfigError` names the problem."""
-    from ..search.cost_table import cost_matrix, genotype_cost, load_cost_table
+    from ..search.cost_table import cost_range, genotype_cost, load_cost_table
 
     table = load_cost_table(path, "latency")  # CostTableError (a ConfigError) names the file and key
     if table["space"] != paper.space or len(table["layers"]) != len(paper.layers):
         raise ConfigError(f"--cost-table {path}: a table of {len(table['layers'])} {table['space']} layers; the search "
                           f"is over {len(paper.layers)} {paper.space} layers")
-    fixed, costs = cost_matrix(table, "latency")
-    floor = (fixed + sum(min(row) for row in costs)) / genotype_cost(table, paper, "latency")
+    floor = cost_range(table, "latency")[0] / genotype_cost(table, paper, "latency")
     low = [f for f in budgets if f < floor]
     if low:
         raise ConfigError(f"--budgets {low[0]:g}: below the cheapest network of the space ({floor:.3f} of the paper's "

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 from ..config import CfgNode, ConfigError
 from ..modeling.space.genotype import Genotype, load_genotype
-from .cost_table import KINDS, CostTableError, build_cost_table, cost_matrix, load_cost_table
+from .cost_table import KINDS, CostTableError, build_cost_table, cost_matrix, cost_range, genotype_cost, load_cost_table
 
 logger = logging.getLogger(__name__)
 
@@ -204,14 +204,13 @@ def build_cost_term(cfg: CfgNode, supernet) -> CostTerm | None:
         if ref.space != table["space"] or len(ref.layers) != num_layers:
             raise ConfigError(f"SEARCH.COST.REFERENCE {c.REFERENCE}: a {len(ref.layers)}-layer {ref.space} genotype; "
                               f"the search is over {num_layers} {table['space']} layers")
-        ref_cost = fixed + sum(costs[l][j] for l, j in enumerate(ref.ops))
+        ref_cost = genotype_cost(table, ref, kind)
         target, reference = c.TARGET * ref_cost, (c.REFERENCE, float(c.TARGET))
         logger.info("SEARCH.COST.TARGET %g of SEARCH.COST.REFERENCE %s (%g %s by the table): a budget of %g %s",
                     c.TARGET, c.REFERENCE, ref_cost, KINDS[kind][1], target, KINDS[kind][1])
     term = CostTerm(kind, fixed, costs, target, c.WEIGHT, table=source, space=table["space"], mode=c.MODE,
                     reference=reference)
-    lo = fixed + sum(min(r) for r in costs)
-    hi = fixed + sum(max(r) for r in costs)
+    lo, hi = cost_range(table, kind)
     logger.info("Search for a budget: %s %s %g %s (the table's networks range from %g to %g); penalty "
                 "%g * %s", kind, "<=" if c.MODE == "max" else "~", target, term.unit, lo, hi, c.WEIGHT,
                 "max(0, E[cost]/target - 1)" if c.MODE == "max" else "|E[cost]/target - 1|")

@@ -405,6 +405,13 @@ def cost_matrix(table: dict[str, Any], kind: str, *, calibrated: bool = True) ->
             [[float(c[key]) * scale for c in row["candidates"]] for row in table["layers"]])
 
 
+def cost_range(table: dict[str, Any], kind: str) -> tuple[float, float]:
+    """``(cheapest, dearest)``: the cost of the table's cheapest and dearest networks (fixed + the
+    cheapest / dearest candidate of every layer; latencies calibrated)."""
+    fixed, costs = cost_matrix(table, kind)
+    return fixed + sum(min(row) for row in costs), fixed + sum(max(row) for row in costs)
+
+
 def genotype_cost(table: dict[str, Any], genotype: Genotype, kind: str, *, calibrated: bool = True) -> float:
     """The cost of ``genotype``'s network predicted by ``table``: fixed + its candidates' costs
     (for latency, times the table's calibration scale when ``calibrated``)."""
