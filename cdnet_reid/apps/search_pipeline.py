@@ -270,7 +270,7 @@ def complexity(model, x) -> dict:
             "layers": [list(e) for e in model.backbone.genotype.layers]}
 
 
-def measure_latencies(models: Sequence[tuple]) -> list[float]:
+def measure_latencies(models: Sequence[tuple], rounds: int = 30) -> list[float]:
     """Milliseconds per image (torch, batch 1, this process's threads) of every ``(model, image)``,
     timed round-robin in one process (run r of every network, then run r + 1) so that a drift of
     the machine's speed affects them alike and their ratios hold."""
@@ -281,7 +281,7 @@ def measure_latencies(models: Sequence[tuple]) -> list[float]:
     timers = [make_timer("torch", m, (x,), "", torch.get_num_threads()) for m, x in models]
     # 30 rounds: with 9, one network of the same run measured 79 % of the paper's latency once and
     # 88 % the next time on this 2-core VM; with 40, two repeats agree within 3 points.
-    return [s * 1000.0 for s in time_round_robin(timers, warmup=5, runs=30, iters=10)]
+    return [s * 1000.0 for s in time_round_robin(timers, warmup=5 if rounds > 3 else 1, runs=rounds, iters=10)]
 
 
 def _parse(argv, prog):
@@ -548,7 +548,7 @@ def run_protocol(args, space: str) -> dict:
             row["predicted_ms"] = genotype_cost(table, load_genotype(path), "latency")
         table_rows.append(row)
     if not args.no_latency:
-        for row, ms in zip(table_rows, measure_latencies(models)):
+        for row, ms in zip(table_rows, measure_latencies(models, rounds=3 if args.quick else 30)):
             row["latency_ms"] = ms
     return {"recipe": recipe_text, "dataset": dataset, "search": describe(args.search_config, args.search_opts),
             "search_opts": args.search_opts, "train_opts": args.train_opts,

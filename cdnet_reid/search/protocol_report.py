@@ -115,6 +115,14 @@ def preference_table(supernets: Sequence[dict]) -> str:
     return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
 
 
+def _point_label(g: dict) -> str:
+    """A genotype's label in the picture: its name, but a matched random genotype (many, close to
+    their budget network) by its draw seed only, ``s<N>``; the tables give the full names."""
+    if g["group"] == "matched random" and "_seed" in g["name"]:
+        return "s" + g["name"].rsplit("_seed", 1)[1]
+    return g["name"]
+
+
 def _panel(ax, genotypes: Sequence[dict], key: str, scale: float, xlabel: str, budgets: Sequence[dict] = ()) -> None:
     for group, colour in GROUPS.items():
         members = [g for g in genotypes if g["group"] == group and g.get(key) is not None]
@@ -126,7 +134,7 @@ def _panel(ax, genotypes: Sequence[dict], key: str, scale: float, xlabel: str, b
         err = [[mu - min(m) for mu, m in zip(means, maps)], [max(m) - mu for mu, m in zip(means, maps)]]
         ax.errorbar(xs, means, yerr=err, fmt="o", color=colour, ecolor=colour, capsize=3, label=group)
         for x, y, g in zip(xs, means, members):
-            ax.annotate(g["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+            ax.annotate(_point_label(g), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
     paper = next((g for g in genotypes if g["group"] == "paper"), None)
     if key == "latency_ms" and paper is not None:  # each budget: that fraction of the paper's measured latency
         for b in budgets:
@@ -136,6 +144,9 @@ def _panel(ax, genotypes: Sequence[dict], key: str, scale: float, xlabel: str, b
                         xytext=(2, 4), textcoords="offset points", fontsize=7, color=GROUPS["budget"])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("trained mAP (%), mean; bars: min–max over seeds")
+    if any(g["group"] == "matched random" for g in genotypes):
+        ax.text(0.99, 0.01, "matched random: labelled by draw seed", transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=7, color=GROUPS["matched random"])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
