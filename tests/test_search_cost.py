@@ -106,8 +106,10 @@ def test_a_budget_relative_to_a_reference_genotype_is_that_fraction_of_its_predi
     cfg, table = tiny_table
     supernet = next(m for m in build_model(cfg).modules() if isinstance(m, Supernet))
     ref_macs = genotype_cost(table, load_genotype("cnet_top2"), "macs")
+    save_cost_table(table, str(tmp_path / "t.json"))  # read back, not rebuilt, by every build below
     c = cfg.clone()
-    c.merge_from_list(["SEARCH.COST.KIND", "macs", "SEARCH.COST.REFERENCE", "cnet_top2", "SEARCH.COST.TARGET", "0.9"])
+    c.merge_from_list(["SEARCH.COST.KIND", "macs", "SEARCH.COST.TABLE", str(tmp_path / "t.json"),
+                       "SEARCH.COST.REFERENCE", "cnet_top2", "SEARCH.COST.TARGET", "0.9"])
     term = build_cost_term(c, supernet)
     assert term.target == pytest.approx(0.9 * ref_macs)
     record = term.record(load_genotype("cnet_top2"))
