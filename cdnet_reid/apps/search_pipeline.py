@@ -536,6 +536,8 @@ def run_protocol(args, space: str) -> dict:
             folder = os.path.join(out, f"train_{name}", f"train_seed{t}")
             runs[name].append({"seed": t, "dir": folder, **final_metrics(folder, dataset),
                                "seconds": round(steps.seconds[f"train {name} seed {t}"], 1)})
+    from ..search.cost_table import genotype_cost
+
     table_rows, models = [], []
     for name, group, path in genotypes:
         model, x = load_trained(runs[name][0]["dir"])
@@ -543,8 +545,6 @@ def run_protocol(args, space: str) -> dict:
         row = {"name": name, "group": group, "genotype": path, **complexity(model, x), "latency_ms": None,
                "runs": runs[name]}
         if table is not None:
-            from ..search.cost_table import genotype_cost
-
             row["predicted_ms"] = genotype_cost(table, load_genotype(path), "latency")
         table_rows.append(row)
     if not args.no_latency:
@@ -585,18 +585,22 @@ def matched_genotypes(budgeted, genotypes, table, args, out) -> list[tuple[str, 
 def budget_summary(budgeted, rows, table, table_path) -> list[dict]:
     """Per budget-searched genotype: the budget, the table's prediction, the latency measured beside
     the paper's network, the mean mAP and that of its cost-matched random genotypes."""
+    from ..modeling.space.genotype import load_genotype
+    from ..search.protocol import summary
+
     if not budgeted:
         return []
     by_name = {r["name"]: r for r in rows}
     paper = by_name["paper"]
 
     def mean_map(r):
-        return sum(x["mAP"] for x in r["runs"]) / len(r["runs"])
+        return summary([x["mAP"] for x in r["runs"]])[0]
 
     out = []
     for name, f, _ in budgeted:
         r = by_name[name]
-        matched = [x for x in rows if x["group"] == "matched random" and x["name"].startswith(f"matched_{name}_")]
+        matched = [x for x in rows if x["group"] == "matched random"
+                   and load_genotype(x["genotype"]).meta.get("matched_to") == name]  # as matched_genotypes wrote
         measured = None if r["latency_ms"] is None else r["latency_ms"] / paper["latency_ms"]
         out.append({"name": name, "fraction": f, "table": table_path,
                     "target_ms": f * paper["predicted_ms"], "predicted_ms": r["predicted_ms"],
